@@ -1,0 +1,205 @@
+"""Canonical agent tuples {model, hostname, mac, gpu_id}, their canonical JSON and their keys.
+
+Every rule here is normative and documented with vectors in docs/PROTOCOL.md: the Leader
+recomputes these keys, so any drift between implementations splits an agent's identity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from cooee_agent.errors import IdentityError
+
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+SHORT_KEY_BITS = 50
+MAX_FIELD_LENGTH = 255
+DEFAULT_TAG = "latest"
+# Ollama shows models of its default registry and namespace without them.
+_DEFAULT_MODEL_PREFIXES = ("registry.ollama.ai/library/", "registry.ollama.ai/")
+
+_MAC_SEPARATED = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
+_MAC_DOTTED = re.compile(r"^[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}$")
+_MAC_BARE = re.compile(r"^[0-9a-f]{12}$")
+_PCI_ADDRESS = re.compile(
+    r"^(?:(?P<domain>[0-9a-f]{4}|[0-9a-f]{8}):)?(?P<bus>[0-9a-f]{2}):(?P<device>[0-1][0-9a-f])"
+    r"\.(?P<function>[0-7])$"
+)
+_NVIDIA_UUID = re.compile(
+    r"^(gpu|mig)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+)
+_AMD_UNIQUE_ID = re.compile(r"^[0-9a-f]{1,16}$")
+_APPLE = re.compile(r"^apple:[a-z0-9][a-z0-9 ._-]*$")
+_MODEL_PART = re.compile(r"^[a-z0-9_][a-z0-9._-]*$")
+_TAG = re.compile(r"^[a-z0-9_][a-z0-9._-]{0,127}$")
+_HOST_LABEL = re.compile(r"^[^\s.]{1,63}$")
+
+
+def _text(field: str, value: str) -> str:
+    """NFC, trimmed, lower-case; no empty values and no control or format characters."""
+    if not isinstance(value, str):
+        raise IdentityError(f"{field} must be a string, got {type(value).__name__}")
+    text = unicodedata.normalize("NFC", value).strip().lower()
+    if not text:
+        raise IdentityError(f"{field} is empty")
+    for position, char in enumerate(text, start=1):
+        if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn"):
+            raise IdentityError(
+                f"{field} {value!r} has a control character U+{ord(char):04X} "
+                f"at position {position}"
+            )
+    if len(text) > MAX_FIELD_LENGTH:
+        raise IdentityError(f"{field} is {len(text)} characters long, at most {MAX_FIELD_LENGTH}")
+    return text
+
+
+def normalise_mac(value: str) -> str:
+    """Return 12 lower-case hex digits; reject all-zero, broadcast and multicast addresses."""
+    text = _text("mac", value)
+    if _MAC_SEPARATED.match(text) or _MAC_DOTTED.match(text) or _MAC_BARE.match(text):
+        digits = re.sub(r"[:.-]", "", text)
+    else:
+        raise IdentityError(
+            f"mac {value!r} is not a 48-bit MAC address "
+            "(expected aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff, aabb.ccdd.eeff or 12 hex digits)"
+        )
+    if digits == "0" * 12:
+        raise IdentityError(f"mac {value!r} is all zeros, which no real interface carries")
+    if digits == "f" * 12:
+        raise IdentityError(f"mac {value!r} is the broadcast address")
+    if int(digits[:2], 16) & 0x01:
+        raise IdentityError(f"mac {value!r} is a multicast address (first octet is odd)")
+    return digits
+
+
+def is_locally_administered(mac: str) -> bool:
+    """True when the U/L bit of a normalised MAC is set (a random or software-assigned address)."""
+    return bool(int(normalise_mac(mac)[:2], 16) & 0x02)
+
+
+def normalise_hostname(value: str) -> str:
+    """Lower-case, NFC, without the trailing root dot; labels are non-empty and ≤ 63 characters."""
+    text = _text("hostname", value)
+    if text.endswith("."):
+        text = text[:-1]
+    labels = text.split(".")
+    for label in labels:
+        if not _HOST_LABEL.match(label):
+            raise IdentityError(
+                f"hostname {value!r} has an invalid label {label!r} "
+                "(labels are 1-63 characters without spaces or dots)"
+            )
+    return text
+
+
+def normalise_model(value: str) -> str:
+    """Return ``name:tag`` as Ollama displays it, adding ``:latest`` when the tag is missing."""
+    text = _text("model", value)
+    if "@" in text:
+        raise IdentityError(f"model {value!r} names a digest; a tuple names a model by name:tag")
+    for prefix in _DEFAULT_MODEL_PREFIXES:
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+            break
+    # A colon before the last slash is a registry port (host:5000/name), not a tag.
+    slash = text.rfind("/")
+    colon = text.rfind(":")
+    if colon > slash:
+        name, tag = text[:colon], text[colon + 1 :]
+    else:
+        name, tag = text, DEFAULT_TAG
+    if not tag or not _TAG.match(tag):
+        raise IdentityError(f"model {value!r} has an invalid tag {tag!r}")
+    parts = name.split("/")
+    for index, part in enumerate(parts):
+        # The registry host (first of three or more parts) may carry a port.
+        host_part = index == 0 and len(parts) >= 3
+        check = part.split(":", 1)[0] if host_part and ":" in part else part
+        if not check or not _MODEL_PART.match(check):
+            raise IdentityError(f"model {value!r} has an invalid name part {part!r}")
+    return f"{name}:{tag}"
+
+
+def normalise_pci_address(value: str) -> str:
+    """Return ``dddd:bb:dd.f``; NVML's 8-digit domain is shortened, a missing domain is 0000."""
+    text = _text("pci address", value)
+    match = _PCI_ADDRESS.match(text)
+    if not match:
+        raise IdentityError(f"pci address {value!r} is not of the form dddd:bb:dd.f")
+    domain = int(match["domain"] or "0", 16)
+    if domain > 0xFFFF:
+        raise IdentityError(f"pci address {value!r} has a domain beyond 16 bits")
+    return f"{domain:04x}:{match['bus']}:{match['device']}.{match['function']}"
+
+
+def normalise_gpu_id(value: str) -> str:
+    """Accept an NVIDIA GPU/MIG UUID, an AMD PCI address or unique_id, apple:<chip>, or cpu."""
+    text = _text("gpu_id", value)
+    if text == "cpu" or _NVIDIA_UUID.match(text) or _APPLE.match(text):
+        return text
+    if _PCI_ADDRESS.match(text):
+        return normalise_pci_address(text)
+    if _AMD_UNIQUE_ID.match(text):
+        return text
+    raise IdentityError(
+        f"gpu_id {value!r} is not an NVIDIA UUID (GPU-…/MIG-…), a PCI address, "
+        "an AMD unique_id, apple:<chip> or cpu"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AgentTuple:
+    """A normalised identity tuple; construct it with :func:`make_tuple`."""
+
+    model: str
+    hostname: str
+    mac: str
+    gpu_id: str
+
+    def canonical_json(self) -> str:
+        return canonical_json(self)
+
+    @property
+    def key(self) -> str:
+        return tuple_key(self)
+
+    @property
+    def short_key(self) -> str:
+        return short_key(tuple_key(self))
+
+
+def make_tuple(model: str, hostname: str, mac: str, gpu_id: str) -> AgentTuple:
+    """Normalise each field by its rule and return the canonical tuple."""
+    return AgentTuple(
+        model=normalise_model(model),
+        hostname=normalise_hostname(hostname),
+        mac=normalise_mac(mac),
+        gpu_id=normalise_gpu_id(gpu_id),
+    )
+
+
+def canonical_json(agent: AgentTuple) -> str:
+    """JSON with sorted keys, no whitespace, non-ASCII as raw UTF-8."""
+    fields = {
+        "gpu_id": agent.gpu_id,
+        "hostname": agent.hostname,
+        "mac": agent.mac,
+        "model": agent.model,
+    }
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def tuple_key(agent: AgentTuple) -> str:
+    """SHA-256 (lower-case hex) of the canonical JSON encoded as UTF-8."""
+    return hashlib.sha256(canonical_json(agent).encode("utf-8")).hexdigest()
+
+
+def short_key(key: str) -> str:
+    """The first 50 bits of a hex key as 10 Crockford Base32 characters."""
+    if not re.fullmatch(r"[0-9a-f]{64}", key):
+        raise IdentityError(f"key {key!r} is not 64 lower-case hex digits")
+    bits = int(key[:13], 16) >> 2  # 13 hex digits = 52 bits; keep the top 50
+    return "".join(CROCKFORD[(bits >> shift) & 0x1F] for shift in range(45, -1, -5))
