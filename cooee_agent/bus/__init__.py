@@ -1,0 +1,1 @@
+"""The COOEE channel: transport interface, in-process and libp2p implementations, durable outbox."""

@@ -1,0 +1,454 @@
+"""The COOEE mesh on py-libp2p: TCP + Noise + yamux, Ed25519 peer key, signed gossipsub.
+
+py-libp2p runs on trio only, and the rest of the agent is synchronous, so there are two ways in.
+
+Synchronous callers (the agent, the Leader, the CLI) start the node on its own thread::
+
+    from cooee_agent.bus.libp2p_mesh import MeshConfig, start_mesh
+    from cooee_agent.bus.transport import TOPIC_ENROL, TOPIC_ASSIGNMENT
+
+    config = MeshConfig(state_dir=Path("/var/lib/cooee-agent"),
+                        listen=("/ip4/0.0.0.0/tcp/4001",),
+                        bootstrap=("/ip4/10.0.0.1/tcp/4001/p2p/12D3KooW...",))
+    with start_mesh(config, validator=None) as mesh:     # returns once the node listens
+        replies = mesh.subscribe(TOPIC_ASSIGNMENT)
+        mesh.publish(TOPIC_ENROL, envelope_bytes)        # raises TransportError if refused
+        message = replies.get(timeout=30.0)              # transport.Message or None
+        mesh.peers(); mesh.addrs(); mesh.topic_peers(TOPIC_ENROL)
+
+Trio callers run the node in their own nursery::
+
+    node = await nursery.start(run_node, config)         # a MeshNode once listening
+    node.add_listener(TOPIC_ENROL, callback)             # callback(Message) on the trio thread
+    await node.publish(TOPIC_ENROL, data)
+    node.stop()
+
+Every node joins all of ``config.topics`` (default: the four COOEE topics) from the start, so
+every node relays every topic: gossipsub forwards only topics a node has joined.
+
+What 0.8.1 does by default and this module changes (see docs/PROTOCOL.md, section 8):
+- plaintext, secio and TLS are offered by default: only Noise is offered here; only yamux.
+- spam protection drops a peer's messages past 10/s, relayed ones included: off, replaced by the
+  per-peer token buckets of ``MeshConfig`` (counted per forwarding peer and per originator).
+- the per-peer send queue (32) and the subscription queue (32) drop silently: both enlarged.
+- heartbeat every 120 s (meshes form slowly): 1 s.
+- no redial, and a failed dial blocks the peer for 60 s: each bootstrap peer has a task that
+  clears that negative cache and redials with exponential backoff and jitter.
+- mDNS and UPnP: UPnP always off, mDNS only when ``MeshConfig.mdns`` is set.
+Inbound messages over ``MAX_MESSAGE_BYTES``, over a peer's rate, or refused by the validator are
+neither delivered nor relayed; a validator that raises counts as a refusal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cooee_agent.bus.limits import PeerRateLimiter, RateLimit, backoff_delay
+from cooee_agent.bus.transport import (
+    MAX_MESSAGE_BYTES,
+    TOPICS,
+    Message,
+    Subscription,
+    Validator,
+    check_outbound,
+    run_validator,
+)
+from cooee_agent.errors import TransportError
+
+logger = logging.getLogger(__name__)
+
+MESHSUB_PROTOCOLS = ("/meshsub/1.2.0", "/meshsub/1.1.0")
+# Inbound RPC frames may batch several messages (go-libp2p-pubsub does); each message inside is
+# held to MAX_MESSAGE_BYTES by the validator.
+MAX_RPC_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class MeshConfig:
+    """Everything a node needs; the defaults are the production ones except the listen address."""
+
+    state_dir: Path
+    listen: tuple[str, ...] = ("/ip4/0.0.0.0/tcp/4001",)
+    bootstrap: tuple[str, ...] = ()
+    mdns: bool = False
+    topics: tuple[str, ...] = TOPICS
+    # Per originating peer: an honest agent sends a few messages a minute.
+    originator_limit: RateLimit = field(default_factory=lambda: RateLimit(rate=20.0, burst=200.0))
+    # Per directly connected peer: a relay forwards a whole cluster's traffic.
+    forwarder_limit: RateLimit = field(default_factory=lambda: RateLimit(rate=1000.0, burst=5000.0))
+    heartbeat_interval: float = 1.0
+    send_queue_size: int = 4096
+    subscription_queue_size: int = 4096
+    degree: int = 6
+    degree_low: int = 4
+    degree_high: int = 12
+    redial_base: float = 0.5
+    redial_cap: float = 30.0
+    dial_timeout: float = 10.0
+
+
+Listener = Callable[[Message], None]
+
+
+def _tune_libp2p(send_queue_size: int, subscription_queue_size: int) -> None:
+    """Enlarge the two queues that 0.8.1 sizes at 32 and drops from without a word.
+
+    Both are module-level in py-libp2p (no constructor option), so this is process-wide.
+    """
+    import libp2p.pubsub.pubsub as pubsub_module
+    from libp2p.pubsub.rpc_queue import RpcQueue
+
+    class _LargeRpcQueue(RpcQueue):
+        def __init__(self, max_size: int = send_queue_size, **kwargs: Any) -> None:
+            super().__init__(max_size=max_size, **kwargs)
+
+    pubsub_module.RpcQueue = _LargeRpcQueue  # type: ignore[misc]
+    pubsub_module.SUBSCRIPTION_CHANNEL_SIZE = subscription_queue_size
+
+
+class MeshNode:
+    """One libp2p host with gossipsub; lives inside ``run()`` on a trio thread."""
+
+    def __init__(self, config: MeshConfig, validator: Validator | None = None) -> None:
+        self.config = config
+        self._validator = validator
+        self._originators = PeerRateLimiter(config.originator_limit)
+        self._forwarders = PeerRateLimiter(config.forwarder_limit)
+        self._listeners: dict[str, list[Listener]] = {}
+        self._host: Any = None
+        self._pubsub: Any = None
+        self._my_id: Any = None
+        self._stop: Any = None  # trio.Event, made inside the run
+        self.peer_id = ""
+
+    # -- the trio side -----------------------------------------------------------------------
+
+    async def run(self, *, task_status: Any = None) -> None:
+        """Run the node until ``stop()``; reports itself through ``task_status`` once listening."""
+        import multiaddr
+        import trio
+        from libp2p import new_host
+        from libp2p.crypto.x25519 import create_new_key_pair as new_x25519
+        from libp2p.custom_types import TProtocol
+        from libp2p.pubsub.gossipsub import GossipSub
+        from libp2p.pubsub.pubsub import Pubsub
+        from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
+        from libp2p.security.noise.transport import Transport as NoiseTransport
+        from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_ID
+        from libp2p.stream_muxer.yamux.yamux import Yamux
+        from libp2p.tools.anyio_service import background_trio_service
+
+        from cooee_agent.bus.peerkey import load_or_create_peer_key
+
+        config = self.config
+        _tune_libp2p(config.send_queue_size, config.subscription_queue_size)
+        key_pair = load_or_create_peer_key(config.state_dir)
+        try:
+            listen = [multiaddr.Multiaddr(a) for a in config.listen]
+            bootstrap = [_peer_info(a) for a in config.bootstrap]
+        except Exception as error:
+            raise TransportError(f"bad multiaddr in mesh config: {error}") from error
+
+        host = new_host(
+            key_pair=key_pair,
+            sec_opt={NOISE_ID: NoiseTransport(key_pair, noise_privkey=new_x25519().private_key)},
+            muxer_opt={TProtocol(YAMUX_ID): Yamux},
+            listen_addrs=listen,
+            enable_mDNS=config.mdns,
+            enable_upnp=False,
+        )
+        gossipsub = GossipSub(
+            protocols=[TProtocol(p) for p in MESHSUB_PROTOCOLS],
+            degree=config.degree,
+            degree_low=config.degree_low,
+            degree_high=config.degree_high,
+            heartbeat_initial_delay=0.1,
+            heartbeat_interval=config.heartbeat_interval,  # type: ignore[arg-type]
+            spam_protection_enabled=False,
+        )
+        pubsub = Pubsub(host, gossipsub, strict_signing=True, max_inbound_rpc_size=MAX_RPC_BYTES)
+        self._host, self._pubsub, self._my_id = host, pubsub, host.get_id()
+        self.peer_id = host.get_id().to_base58()
+        self._stop = trio.Event()
+
+        async with (
+            host.run(listen_addrs=listen),
+            trio.open_nursery() as nursery,
+            background_trio_service(pubsub),
+            background_trio_service(gossipsub),
+        ):
+            await pubsub.wait_until_ready()
+            for topic in config.topics:
+                pubsub.set_topic_validator(topic, self._validate, False)
+                subscription = await pubsub.subscribe(topic)
+                nursery.start_soon(self._drain, topic, subscription)
+            for info in bootstrap:
+                nursery.start_soon(self._keep_connected, info)
+            logger.info("mesh node %s listening on %s", self.peer_id, self.addrs())
+            if task_status is not None:
+                task_status.started(self)
+            await self._stop.wait()
+            nursery.cancel_scope.cancel()
+        logger.info("mesh node %s stopped", self.peer_id)
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        check_outbound(topic, data)
+        if topic not in self.config.topics:
+            raise TransportError(f"this node has not joined {topic!r}")
+        await self._pubsub.publish(topic, bytes(data))
+
+    def add_listener(self, topic: str, listener: Listener) -> None:
+        """Call ``listener(Message)`` for every accepted message on ``topic`` (trio thread)."""
+        if topic not in self.config.topics:
+            raise TransportError(f"this node has not joined {topic!r}")
+        self._listeners.setdefault(topic, []).append(listener)
+
+    def remove_listener(self, topic: str, listener: Listener) -> None:
+        listeners = self._listeners.get(topic, [])
+        if listener in listeners:
+            listeners.remove(listener)
+
+    def peers(self) -> list[str]:
+        return sorted(p.to_base58() for p in self._host.get_connected_peers())
+
+    def topic_peers(self, topic: str) -> list[str]:
+        """Connected peers known to have joined ``topic``: the ones a publish can reach."""
+        return sorted(p.to_base58() for p in self._pubsub.peer_topics.get(topic, ()))
+
+    def addrs(self) -> list[str]:
+        """Dialable multiaddrs of this node, each ending in ``/p2p/<peer id>``."""
+        suffix = f"/p2p/{self.peer_id}"
+        return [a if a.endswith(suffix) else a + suffix for a in map(str, self._host.get_addrs())]
+
+    def _validate(self, forwarder: Any, msg: Any) -> bool:
+        """Pubsub topic validator: what fails here is neither delivered nor relayed."""
+        if forwarder == self._my_id:
+            return True  # our own publish, checked on the way out
+        if len(msg.data) > MAX_MESSAGE_BYTES:
+            logger.debug("dropped a %d-byte message from %s", len(msg.data), forwarder)
+            return False
+        if not self._forwarders.allow(forwarder.to_base58()):
+            logger.debug("forwarder %s over its rate; dropped", forwarder)
+            return False
+        origin = _origin(msg)
+        if not self._originators.allow(origin):
+            logger.debug("originator %s over its rate; dropped", origin)
+            return False
+        return all(run_validator(self._validator, t, msg.data, origin) for t in msg.topicIDs)
+
+    async def _drain(self, topic: str, subscription: Any) -> None:
+        """Empty the library's bounded queue at once; listeners must not block."""
+        async for msg in subscription:
+            origin = _origin(msg)
+            if origin == self.peer_id:
+                continue
+            message = Message(topic=topic, data=bytes(msg.data), from_peer=origin)
+            for listener in list(self._listeners.get(topic, ())):
+                try:
+                    listener(message)
+                except Exception:
+                    logger.exception("listener on %s failed", topic)
+
+    async def _keep_connected(self, info: Any) -> None:
+        """Redial a bootstrap peer for as long as the node runs."""
+        import trio
+
+        network = self._host.get_network()
+        attempt = 0
+        while True:
+            if info.peer_id in network.connections:
+                attempt = 0
+                await trio.sleep(0.5)
+                continue
+            # Without this the peer stays unreachable for 60 s after any failed dial.
+            network.unblock_peer(info.peer_id)
+            try:
+                with trio.fail_after(self.config.dial_timeout):
+                    await self._host.connect(info)
+                logger.info("connected to bootstrap peer %s", info.peer_id)
+                attempt = 0
+                continue
+            except Exception as error:
+                delay = backoff_delay(
+                    attempt, base=self.config.redial_base, cap=self.config.redial_cap
+                )
+                attempt += 1
+                logger.debug("dial %s failed (%s); next in %.1fs", info.peer_id, error, delay)
+                await trio.sleep(delay)
+
+
+def _origin(msg: Any) -> str:
+    from libp2p.peer.id import ID
+
+    try:
+        return str(ID(msg.from_id).to_base58())
+    except Exception:
+        return "<invalid>"
+
+
+def _peer_info(addr: str) -> Any:
+    import multiaddr
+    from libp2p.peer.peerinfo import info_from_p2p_addr
+
+    return info_from_p2p_addr(multiaddr.Multiaddr(addr))
+
+
+async def run_node(
+    config: MeshConfig, validator: Validator | None = None, *, task_status: Any = None
+) -> None:
+    """Trio entry point: ``node = await nursery.start(run_node, config)``."""
+    await MeshNode(config, validator).run(task_status=task_status)
+
+
+class MeshTransport:
+    """The synchronous ``Transport`` over a MeshNode running on a daemon thread."""
+
+    def __init__(self, node: MeshNode, thread: threading.Thread, token: Any) -> None:
+        self._node = node
+        self._thread = thread
+        self._token = token
+        self._lock = threading.Lock()
+        self._subscriptions: list[Subscription] = []
+        self._closed = False
+
+    @property
+    def peer_id(self) -> str:
+        return self._node.peer_id
+
+    def publish(self, topic: str, data: bytes) -> None:
+        check_outbound(topic, data)
+        self._call(self._node.publish, topic, bytes(data))
+
+    def subscribe(self, topic: str) -> Subscription:
+        subscription = Subscription(topic, on_close=self._forget)
+        self._call_sync(self._node.add_listener, topic, subscription.deliver)
+        with self._lock:
+            self._subscriptions.append(subscription)
+        return subscription
+
+    def peers(self) -> list[str]:
+        return list(self._call_sync(self._node.peers))
+
+    def topic_peers(self, topic: str) -> list[str]:
+        return list(self._call_sync(self._node.topic_peers, topic))
+
+    def addrs(self) -> list[str]:
+        return list(self._call_sync(self._node.addrs))
+
+    def close(self, timeout: float = 10.0) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            subscriptions = list(self._subscriptions)
+        import trio
+
+        with contextlib.suppress(trio.RunFinishedError):
+            trio.from_thread.run_sync(self._node.stop, trio_token=self._token)
+        self._thread.join(timeout)
+        for subscription in subscriptions:
+            subscription.close()
+
+    def __enter__(self) -> MeshTransport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _forget(self, subscription: Subscription) -> None:
+        with self._lock:
+            if subscription in self._subscriptions:
+                self._subscriptions.remove(subscription)
+        if not self._closed:
+            with contextlib.suppress(TransportError):
+                self._call_sync(
+                    self._node.remove_listener, subscription.topic, subscription.deliver
+                )
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        import trio
+
+        if self._closed:
+            raise TransportError("mesh transport is closed")
+        try:
+            return trio.from_thread.run(fn, *args, trio_token=self._token)
+        except trio.RunFinishedError as error:
+            raise TransportError("the mesh node has stopped") from error
+        except TransportError:
+            raise
+        except Exception as error:
+            raise TransportError(f"mesh call failed: {error}") from error
+
+    def _call_sync(self, fn: Callable[..., Any], *args: Any) -> Any:
+        import trio
+
+        if self._closed:
+            raise TransportError("mesh transport is closed")
+        try:
+            return trio.from_thread.run_sync(fn, *args, trio_token=self._token)
+        except trio.RunFinishedError as error:
+            raise TransportError("the mesh node has stopped") from error
+
+
+def start_mesh(
+    config: MeshConfig, validator: Validator | None = None, *, ready_timeout: float = 30.0
+) -> MeshTransport:
+    """Start a node on a daemon thread and return once it listens (TransportError otherwise)."""
+    import trio
+
+    node = MeshNode(config, validator)
+    ready = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            outcome["token"] = trio.lowlevel.current_trio_token()
+            ready.set()
+
+    def target() -> None:
+        try:
+            trio.run(main)
+        except BaseException as error:  # reported to start_mesh's caller, or logged if late
+            outcome["error"] = error
+            if ready.is_set():
+                logger.error("mesh node %s died: %s", node.peer_id, error, exc_info=error)
+        finally:
+            ready.set()
+
+    thread = threading.Thread(target=target, name="cooee-mesh", daemon=True)
+    thread.start()
+    if not ready.wait(ready_timeout):
+        raise TransportError(f"mesh node did not start within {ready_timeout:.0f}s")
+    if "token" not in outcome:
+        error = outcome.get("error")
+        if isinstance(error, TransportError):
+            raise error
+        raise TransportError(f"mesh node failed to start: {error}") from error
+    return MeshTransport(node, thread, outcome["token"])
+
+
+def multiaddrs_of(transport: MeshTransport | MeshNode, host: str = "127.0.0.1") -> list[str]:
+    """The node's addresses on ``host`` only (tests and dev mode dial loopback)."""
+    return [a for a in transport.addrs() if f"/ip4/{host}/" in a]
+
+
+__all__: Sequence[str] = (
+    "MESHSUB_PROTOCOLS",
+    "MeshConfig",
+    "MeshNode",
+    "MeshTransport",
+    "multiaddrs_of",
+    "run_node",
+    "start_mesh",
+)
