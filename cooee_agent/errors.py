@@ -38,6 +38,15 @@ class DiscoveryError(CooeeError):
     """A probe could not produce what identity needs."""
 
 
+class ProbeError(DiscoveryError):
+    """One probe gave no answer; ``reason`` is the stable code a ProbeFailure carries."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
 class SealError(CooeeError):
     """An envelope could not be sealed or opened."""
 

@@ -13,6 +13,7 @@ import traceback
 import typer
 
 from cooee_agent import __version__
+from cooee_agent.cli import discover as discover_cli
 from cooee_agent.cli import token as token_cli
 from cooee_agent.cli.state import STATE
 from cooee_agent.errors import CooeeError
@@ -26,6 +27,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(token_cli.app, name="token")
+app.command("discover")(discover_cli.discover)
 
 
 def _show_version(value: bool) -> None:

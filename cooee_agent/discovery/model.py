@@ -67,6 +67,8 @@ class OllamaModel:
     parameter_size: str | None = None
     quantisation: str | None = None
     modified_at: str | None = None
+    remote: bool = False  # a cloud model (remote_host/remote_model): it runs elsewhere
+    capabilities: tuple[str, ...] = ()  # e.g. completion, tools, vision; empty when not reported
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +83,11 @@ class LoadedModel:
 @dataclass(frozen=True, slots=True)
 class OllamaInfo:
     address: str  # the base URL tried, e.g. http://127.0.0.1:11434
-    source: str  # "api" or "manifests"
+    source: str  # "api", "manifests" (server unreachable, read from disk) or "none"
     version: str | None
     models: tuple[OllamaModel, ...]
     loaded: tuple[LoadedModel, ...] = ()
+    models_dir: str | None = None  # the manifests directory read when source is "manifests"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,363 @@
+"""Ollama: the server's address as Ollama parses OLLAMA_HOST, its models, loaded models, version."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import re
+import socket
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cooee_agent.discovery import ollama_manifests
+from cooee_agent.discovery.model import LoadedModel, OllamaInfo, OllamaModel, ProbeFailure
+from cooee_agent.errors import ProbeError
+
+log = logging.getLogger(__name__)
+
+PROBE = "ollama"
+DEFAULT_TIMEOUT = 0.8
+_MAX_BODY = 16 * 1024 * 1024
+# Go's unicode.IsSpace, which strings.TrimSpace uses (Python's str.strip() also trims \x1c-\x1f).
+_GO_SPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680"
+    + "".join(map(chr, range(0x2000, 0x200B)))
+    + ("\u2028\u2029\u202f\u205f\u3000")
+)
+_GO_INT = re.compile(r"^[+-]?[0-9]+$")
+
+
+# --- OLLAMA_HOST ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OllamaAddress:
+    """OLLAMA_HOST parsed by Ollama's rules: ``url`` is what Ollama prints, ``dial`` we open."""
+
+    scheme: str
+    host: str  # without brackets; "" when only a port was given
+    port: str  # a string, as Go keeps it ("0080" stays "0080")
+    path: str  # without the leading slash, as strings.Cut leaves it
+
+    @property
+    def url(self) -> str:
+        """The URL exactly as Go's url.URL{Scheme, Host, Path}.String() writes it."""
+        scheme = f"{self.scheme}:" if self.scheme else ""
+        host = urllib.parse.quote(_join_host_port(self.host, self.port), safe=_GO_HOST_SAFE)
+        return f"{scheme}//{host}{_go_path(self.path)}"
+
+    @property
+    def dial(self) -> str:
+        """The base URL a client opens: an empty or unspecified host means this machine."""
+        host = self.host
+        if host in ("", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        return f"{self.scheme.lower()}://{_join_host_port(host, self.port)}{_go_path(self.path)}"
+
+
+# Characters Go's url package leaves unescaped in a host (sub-delims, ':', brackets, and <>").
+_GO_HOST_SAFE = "!$&'()*+,;=:[]<>\""
+# ... and in a path.
+_GO_PATH_SAFE = "$&+,/:;=@"
+
+
+def _go_path(path: str) -> str:
+    """The path part of Go's URL.String(): escaped, with a "/" before a relative path."""
+    if not path:
+        return ""
+    escaped = "*" if path == "*" else urllib.parse.quote(path, safe=_GO_PATH_SAFE)
+    return escaped if escaped.startswith("/") else "/" + escaped
+
+
+def parse_ollama_host(value: str | None) -> OllamaAddress:
+    """Parse an OLLAMA_HOST value exactly as Ollama's envconfig.Host does.
+
+    Bare host gets port 11434; ``http://x`` gets 80 and ``https://x`` 443; a path is kept; IPv6
+    without brackets is accepted; an invalid port falls back to the default; ``ollama.com`` alone
+    means https on 443. The empty value is 127.0.0.1:11434.
+    """
+    text = (value or "").strip(_GO_SPACE).strip("\"'").strip(_GO_SPACE)
+    default_port = "11434"
+    scheme, sep, hostport = text.partition("://")
+    if not sep:
+        scheme, hostport = "http", text
+        if text == "ollama.com":
+            scheme, hostport = "https", "ollama.com:443"
+    elif scheme == "http":
+        default_port = "80"
+    elif scheme == "https":
+        default_port = "443"
+    hostport, _, path = hostport.partition("/")
+    split = _split_host_port(hostport)
+    if split is None:
+        host, port = "127.0.0.1", default_port
+        ip = _parse_ip(hostport.strip("[]"))
+        if ip is not None:
+            host = ip
+        elif hostport:
+            host = hostport
+    else:
+        host, port = split
+    if not _GO_INT.match(port) or not 0 <= int(port) <= 65535:
+        port = default_port
+    return OllamaAddress(scheme=scheme, host=host, port=port, path=path)
+
+
+def _split_host_port(hostport: str) -> tuple[str, str] | None:
+    """Go's net.SplitHostPort; None where Go returns an error."""
+    colon = hostport.rfind(":")
+    if colon < 0:
+        return None
+    start, end_search = 0, 0
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        if end < 0 or end + 1 != colon:
+            return None
+        host = hostport[1:end]
+        start, end_search = 1, end + 1
+    else:
+        host = hostport[:colon]
+        if ":" in host:
+            return None
+    if "[" in hostport[start:] or "]" in hostport[end_search:]:
+        return None
+    return host, hostport[colon + 1 :]
+
+
+def _parse_ip(text: str) -> str | None:
+    """Go's net.ParseIP(...).String(): no zones, IPv4-mapped IPv6 printed as IPv4."""
+    if "%" in text:
+        return None
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+def _join_host_port(host: str, port: str) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# --- HTTP API ------------------------------------------------------------------------------------
+
+
+def probe_ollama(
+    *,
+    host: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    env: Mapping[str, str] | None = None,
+    models_dirs: Sequence[Path] | None = None,
+) -> tuple[OllamaInfo, tuple[ProbeFailure, ...]]:
+    """Ask the Ollama API; when it cannot answer, list the models from the on-disk manifests.
+
+    ``host`` overrides OLLAMA_HOST (same syntax). Failures come back as values naming the
+    address tried, so an unreachable server never hides the installed models.
+    """
+    env = os.environ if env is None else env
+    address = parse_ollama_host(host if host is not None else env.get("OLLAMA_HOST"))
+    base = address.dial
+    failures: list[ProbeFailure] = []
+    if address.scheme.lower() not in ("http", "https"):
+        detail = f"{address.url}: only http and https can be dialled"
+        failures.append(ProbeFailure(PROBE, "bad-address", detail))
+        return _from_manifests(address, env, models_dirs, failures), tuple(failures)
+    try:
+        version = _version(_get_json(base, "/api/version", timeout))
+    except ProbeError as error:
+        failures.append(ProbeFailure(PROBE, error.reason, error.detail))
+        version = None
+        if error.reason in ("unreachable", "timeout"):
+            # No server: skip the other endpoints, each would wait the same timeout.
+            info = _from_manifests(address, env, models_dirs, failures)
+            return info, tuple(failures)
+    try:
+        models = parse_tags(_get_json(base, "/api/tags", timeout))
+    except ProbeError as error:
+        failures.append(ProbeFailure(PROBE, error.reason, error.detail))
+        return _from_manifests(address, env, models_dirs, failures, version), tuple(failures)
+    loaded: tuple[LoadedModel, ...] = ()
+    try:
+        loaded = parse_ps(_get_json(base, "/api/ps", timeout))
+    except ProbeError as error:
+        failures.append(ProbeFailure(PROBE, error.reason, error.detail))
+    info = OllamaInfo(address.url, "api", version, models, loaded)
+    return info, tuple(failures)
+
+
+def _from_manifests(
+    address: OllamaAddress,
+    env: Mapping[str, str],
+    models_dirs: Sequence[Path] | None,
+    failures: list[ProbeFailure],
+    version: str | None = None,
+) -> OllamaInfo:
+    explicit = False
+    if models_dirs is None:
+        dirs, explicit = ollama_manifests.models_dirs(env)
+    else:
+        dirs = tuple(models_dirs)
+    for directory in dirs:
+        if (directory / "manifests").is_dir():
+            try:
+                models = tuple(ollama_manifests.read_manifests(directory))
+            except OSError as error:
+                failures.append(
+                    ProbeFailure(f"{PROBE}.manifests", "unreadable", f"{directory}: {error}")
+                )
+                continue
+            return OllamaInfo(address.url, "manifests", version, models, models_dir=str(directory))
+    where = ", ".join(str(directory) for directory in dirs)
+    detail = f"no manifests directory in {where}"
+    if explicit:
+        detail = f"OLLAMA_MODELS={dirs[0]} has no manifests directory"
+    failures.append(ProbeFailure(f"{PROBE}.manifests", "not-found", detail))
+    return OllamaInfo(address.url, "none", version, ())
+
+
+def _get_json(base: str, path: str, timeout: float) -> Any:
+    """GET base+path and decode JSON; every failure becomes a ProbeError naming the URL."""
+    url = base.rstrip("/") + path
+    parsed = urllib.parse.urlsplit(url)
+    handlers: list[urllib.request.BaseHandler] = []
+    if _is_local(parsed.hostname or ""):
+        handlers.append(urllib.request.ProxyHandler({}))  # a proxy must not see local traffic
+    opener = urllib.request.build_opener(*handlers)
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            body = response.read(_MAX_BODY + 1)
+    except urllib.error.HTTPError as error:
+        raise ProbeError("bad-response", f"{url} answered HTTP {error.code}") from error
+    except urllib.error.URLError as error:
+        raise _connection_error(url, error.reason, timeout) from error
+    except TimeoutError as error:
+        raise ProbeError("timeout", f"no answer from {url} within {timeout:g} s") from error
+    except (OSError, ValueError) as error:
+        raise _connection_error(url, error, timeout) from error
+    if len(body) > _MAX_BODY:
+        raise ProbeError("bad-response", f"{url} answered more than {_MAX_BODY} bytes")
+    try:
+        return json.loads(body)
+    except ValueError as error:
+        raise ProbeError("bad-response", f"{url} did not answer JSON: {error}") from error
+
+
+def _connection_error(url: str, reason: object, timeout: float) -> ProbeError:
+    if isinstance(reason, TimeoutError | socket.timeout):
+        return ProbeError("timeout", f"no answer from {url} within {timeout:g} s")
+    if isinstance(reason, ConnectionRefusedError):
+        return ProbeError("unreachable", f"connection refused at {url}")
+    if isinstance(reason, socket.gaierror):
+        return ProbeError("unreachable", f"cannot resolve the host of {url}: {reason}")
+    return ProbeError("unreachable", f"cannot connect to {url}: {reason}")
+
+
+def _is_local(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+# --- response parsing (tolerant of every field variant seen across versions) ---------------------
+
+
+def _version(document: Any) -> str | None:
+    if isinstance(document, dict) and isinstance(document.get("version"), str):
+        return document["version"]
+    raise ProbeError("bad-response", "/api/version has no version string (not Ollama?)")
+
+
+def _models_list(document: Any, endpoint: str) -> list[dict[str, Any]]:
+    if not isinstance(document, dict):
+        raise ProbeError("bad-response", f"{endpoint} is not a JSON object")
+    models = document.get("models")
+    if models is None:  # Go marshals an empty nil slice as null
+        return []
+    if not isinstance(models, list):
+        raise ProbeError("bad-response", f"{endpoint} 'models' is not a list")
+    return [item for item in models if isinstance(item, dict)]
+
+
+def _digest(value: Any) -> str:
+    text = value if isinstance(value, str) else ""
+    return text.removeprefix("sha256:").lower()
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _name(item: dict[str, Any]) -> str | None:
+    # v0.1.20 had only "name"; both carry the same value since.
+    return _str(item.get("name")) or _str(item.get("model"))
+
+
+def parse_tags(document: Any) -> tuple[OllamaModel, ...]:
+    """/api/tags → models; entries without any name are skipped."""
+    models: list[OllamaModel] = []
+    for item in _models_list(document, "/api/tags"):
+        name = _name(item)
+        if name is None:
+            continue
+        details = item.get("details") if isinstance(item.get("details"), dict) else {}
+        families = details.get("families")
+        capabilities = item.get("capabilities")
+        models.append(
+            OllamaModel(
+                name=name,
+                digest=_digest(item.get("digest")),
+                size=_int(item.get("size")),
+                family=_str(details.get("family")),
+                # Duplicates such as ['mllama', 'mllama'] have been seen; keep order, drop repeats.
+                families=tuple(dict.fromkeys(f for f in families or () if isinstance(f, str) and f))
+                if isinstance(families, list)
+                else (),
+                parameter_size=_str(details.get("parameter_size")),
+                quantisation=_str(details.get("quantization_level")),
+                modified_at=_str(item.get("modified_at")),
+                remote=bool(_str(item.get("remote_host")) or _str(item.get("remote_model"))),
+                capabilities=tuple(c for c in capabilities if isinstance(c, str))
+                if isinstance(capabilities, list)
+                else (),
+            )
+        )
+    return tuple(models)
+
+
+def parse_ps(document: Any) -> tuple[LoadedModel, ...]:
+    """/api/ps → loaded models with their VRAM share."""
+    loaded: list[LoadedModel] = []
+    for item in _models_list(document, "/api/ps"):
+        name = _name(item)
+        if name is None:
+            continue
+        loaded.append(
+            LoadedModel(
+                name=name,
+                digest=_digest(item.get("digest")),
+                size=_int(item.get("size")),
+                size_vram=_int(item.get("size_vram")),
+                expires_at=_str(item.get("expires_at")),
+            )
+        )
+    return tuple(loaded)
