@@ -123,10 +123,10 @@ def _boolean(value: Any) -> bool:
 def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise _Invalid(f"must be a string, got {_kind(value)}")
-    value = value.strip()
-    if not value:
+    text: str = value.strip()
+    if not text:
         raise _Invalid("must not be empty")
-    return value
+    return text
 
 
 def _absolute_path(value: Any) -> Path:
@@ -145,7 +145,7 @@ def _log_level(value: Any) -> str:
 
 def _multiaddr(value: Any) -> str:
     text = _text(value)
-    import multiaddr  # a libp2p dependency; loaded only when a file names addresses
+    import multiaddr  # type: ignore[import-untyped]  # a libp2p dependency; loaded only when a file names addresses
 
     try:
         return str(multiaddr.Multiaddr(text))

@@ -1,0 +1,1 @@
+"""The daemon: lifecycle, heartbeat, watchers and systemd integration."""
