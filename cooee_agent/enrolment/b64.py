@@ -1,0 +1,32 @@
+"""Strict unpadded base64url, the one binary-to-text form used on the wire."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+_ALPHABET = re.compile(r"^[A-Za-z0-9_-]*$")
+
+
+def encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def decode(text: str, length: int | None = None) -> bytes:
+    """Decode unpadded base64url; only the canonical spelling of each value is accepted.
+
+    Canonical means re-encoding gives the same text back, so one value has exactly one spelling
+    (a signature over JSON must not be satisfied by two different texts).
+    """
+    if not isinstance(text, str) or not _ALPHABET.match(text):
+        raise ValueError("not unpadded base64url")
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as error:
+        raise ValueError(f"not base64url: {error}") from error
+    if encode(data) != text:
+        raise ValueError("not the canonical base64url spelling")
+    if length is not None and len(data) != length:
+        raise ValueError(f"decodes to {len(data)} bytes, expected {length}")
+    return data

@@ -1,0 +1,177 @@
+"""The COOEE envelope (v, kind, address, sent_at, body, sender, sig) and the signed record inside
+sealed bodies; both signed with Ed25519 over canonical JSON behind a domain-separation prefix."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from cooee_agent.enrolment import b64
+from cooee_agent.enrolment.errors import RejectedError
+from cooee_agent.enrolment.keys import raw_public, verify_signature
+from cooee_agent.enrolment.records import ED25519, KINDS, TIME, now_text
+from cooee_agent.enrolment.schema import Const, Obj, Str, canonical, fail, loads
+from cooee_agent.errors import AddressError
+from cooee_agent.identity import ucxl
+
+ENVELOPE_VERSION = 1
+MAX_ENVELOPE_BYTES = 64 * 1024
+ENVELOPE_CONTEXT = b"cooee-envelope-v1\n"
+RECORD_CONTEXT = b"cooee-record-v1\n"
+SEALED_KINDS = ("enrolment", "assignment")
+ARMOR_BEGIN = "-----BEGIN AGE ENCRYPTED FILE-----"
+ARMOR_END = "-----END AGE ENCRYPTED FILE-----"
+
+SIGNATURE = Str(86, re.compile(r"[A-Za-z0-9_-]{85}[AQgw]"))
+
+
+def _check_address(value: str) -> str | None:
+    try:
+        ucxl.parse(value)
+    except AddressError as error:
+        return str(error)
+    return None
+
+
+_ENVELOPE_FIELDS = ("v", "kind", "address", "sent_at", "body", "sender", "sig")
+_HEAD = Obj(
+    {
+        "v": Const(ENVELOPE_VERSION),
+        "kind": Str(16, choices=KINDS),
+        "address": Str(255, check=_check_address),
+        "sent_at": TIME,
+        "sender": ED25519,
+        "sig": SIGNATURE,
+    }
+)
+_SIGNED_RECORD_FIELDS = Obj({"signer": ED25519, "sig": SIGNATURE})
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One message on the channel. ``body`` is armored age text for sealed kinds, else a record."""
+
+    v: int
+    kind: str
+    address: str
+    sent_at: str
+    body: Any
+    sender: str
+    sig: str
+
+    def unsigned(self) -> dict[str, Any]:
+        return {
+            "v": self.v,
+            "kind": self.kind,
+            "address": self.address,
+            "sent_at": self.sent_at,
+            "body": self.body,
+            "sender": self.sender,
+        }
+
+    def signing_input(self) -> bytes:
+        return ENVELOPE_CONTEXT + canonical(self.unsigned())
+
+    def to_bytes(self) -> bytes:
+        return canonical({**self.unsigned(), "sig": self.sig})
+
+    @property
+    def sender_key(self) -> bytes:
+        return b64.decode(self.sender, 32)
+
+
+def make_envelope(
+    kind: str,
+    address: str,
+    body: Any,
+    key: Ed25519PrivateKey,
+    *,
+    sent_at: datetime | None = None,
+) -> Envelope:
+    """Sign and return an envelope; raises RejectedError("schema") if it would exceed 64 KiB."""
+    draft = Envelope(
+        v=ENVELOPE_VERSION,
+        kind=kind,
+        address=address,
+        sent_at=now_text(sent_at),
+        body=body,
+        sender=b64.encode(raw_public(key)),
+        sig="",
+    )
+    signed = Envelope(**{**draft.unsigned(), "sig": b64.encode(key.sign(draft.signing_input()))})
+    size = len(signed.to_bytes())
+    if size > MAX_ENVELOPE_BYTES:
+        raise fail("envelope", f"is {size} bytes, over the {MAX_ENVELOPE_BYTES}-byte limit")
+    return signed
+
+
+def parse_envelope(data: bytes) -> Envelope:
+    """Parse and check an envelope's form (size, JSON, fields) and verify its signature.
+
+    Raises RejectedError with reason ``schema`` or ``bad-signature``.
+    """
+    if not isinstance(data, bytes | bytearray):
+        raise fail("envelope", "must be bytes")
+    if len(data) > MAX_ENVELOPE_BYTES:
+        raise fail("envelope", f"is {len(data)} bytes, over the {MAX_ENVELOPE_BYTES}-byte limit")
+    value = loads(bytes(data), "envelope")
+    if not isinstance(value, dict):
+        raise fail("envelope", "must be a JSON object")
+    extra = sorted(set(value) - set(_ENVELOPE_FIELDS))
+    if extra:
+        raise fail("envelope", f"has unknown field(s) {', '.join(map(repr, extra))}")
+    if "body" not in value:
+        raise fail("envelope", "misses the field(s) body")
+    body = value.pop("body")
+    _HEAD.validate(value, "envelope")
+    if value["kind"] in SEALED_KINDS:
+        _check_armor(body)
+    elif not isinstance(body, dict):
+        raise fail("envelope.body", f"of a {value['kind']} envelope must be a record object")
+    envelope = Envelope(body=body, **value)
+    if not verify_signature(
+        envelope.sender_key, b64.decode(envelope.sig, 64), envelope.signing_input()
+    ):
+        raise RejectedError("bad-signature", "the envelope signature does not verify")
+    return envelope
+
+
+_ARMOR = re.compile(
+    re.escape(ARMOR_BEGIN) + r"\n[A-Za-z0-9+/=\n]*\n" + re.escape(ARMOR_END) + r"\n?"
+)
+
+
+def _check_armor(body: Any) -> None:
+    # age armor is strict PEM: LF line ends, base64 lines; anything else is refused unread.
+    if not isinstance(body, str) or not _ARMOR.fullmatch(body):
+        raise fail("envelope.body", "is not ASCII-armored age ciphertext")
+
+
+def sign_record(record: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
+    """The signed-record object: ``{"record", "signer", "sig"}``, sig over the canonical record."""
+    return {
+        "record": record,
+        "signer": b64.encode(raw_public(key)),
+        "sig": b64.encode(key.sign(RECORD_CONTEXT + canonical(record))),
+    }
+
+
+def open_signed_record(data: bytes) -> tuple[Any, bytes]:
+    """Parse a signed record and verify its signature; returns (record value, signer key)."""
+    value = loads(data, "signed record")
+    if not isinstance(value, dict):
+        raise fail("signed record", "must be a JSON object")
+    if set(value) != {"record", "signer", "sig"}:
+        raise fail("signed record", "must have exactly the fields record, signer, sig")
+    record = value.pop("record")
+    _SIGNED_RECORD_FIELDS.validate(value, "signed record")
+    signer = b64.decode(value["signer"], 32)
+    if not verify_signature(
+        signer, b64.decode(value["sig"], 64), RECORD_CONTEXT + canonical(record)
+    ):
+        raise RejectedError("bad-signature", "the record signature does not verify")
+    return record, signer

@@ -1,0 +1,244 @@
+"""Seal and open enrolments and assignments: sign, age-encrypt (armored), envelope; and back.
+
+Opening checks in a fixed order and stops at the first failure, each with its own reason:
+envelope form (schema), envelope signature (bad-signature), sent_at (stale), decryption
+(wrong-recipient), record signature (bad-signature), signer and address (key-mismatch), record
+schema and canonical keys (schema, key-mismatch), issued_at (stale). The replay check needs the
+Leader's persisted cache and happens in cooee_agent.leader.ingest.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pyrage
+from pyrage import x25519
+
+from cooee_agent.enrolment import b64
+from cooee_agent.enrolment.envelope import (
+    Envelope,
+    make_envelope,
+    open_signed_record,
+    parse_envelope,
+    sign_record,
+)
+from cooee_agent.enrolment.errors import RejectedError
+from cooee_agent.enrolment.keys import AgentKeys, LeaderBundle, LeaderKeys, key_id
+from cooee_agent.enrolment.records import (
+    Assignment,
+    EnrolmentRecord,
+    parse_time,
+    validate_record,
+)
+from cooee_agent.enrolment.schema import canonical, fail
+from cooee_agent.identity import ucxl
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Freshness: a message may be at most ``max_age_s`` old and ``max_skew_s`` in the future."""
+
+    max_age_s: int = 600
+    max_skew_s: int = 60
+
+    def check(self, what: str, stamp: str, now: datetime) -> None:
+        moment = parse_time(stamp)
+        if moment < now - timedelta(seconds=self.max_age_s):
+            raise RejectedError(
+                "stale", f"{what} {stamp} is older than the {self.max_age_s} s freshness window"
+            )
+        if moment > now + timedelta(seconds=self.max_skew_s):
+            raise RejectedError(
+                "stale", f"{what} {stamp} is more than {self.max_skew_s} s in the future"
+            )
+
+
+DEFAULT_WINDOW = Window()
+
+
+def address_for(kind: str, agent_id: str) -> str:
+    """The UCXL address an envelope of ``kind`` about agent ``agent_id`` is sent to."""
+    if kind == "enrolment":
+        return str(ucxl.enrol_address(agent_id))
+    return str(ucxl.Address("any", "admin", "COOEE", kind, "#", f"agentid/{agent_id}"))
+
+
+def _agent_id_of(address: str) -> str:
+    path = ucxl.parse(address).path
+    return path.removeprefix("agentid/") if path.startswith("agentid/") else ""
+
+
+def _encrypt(payload: bytes, recipients: Sequence[str]) -> str:
+    parsed = [x25519.Recipient.from_str(recipient) for recipient in recipients]
+    return pyrage.encrypt(payload, parsed, armored=True).decode("ascii")
+
+
+def _decrypt(body: str, identities: Sequence[x25519.Identity]) -> bytes:
+    try:
+        return pyrage.decrypt(body.encode("ascii"), list(identities))
+    except pyrage.DecryptError as error:
+        if "no matching keys" in str(error).lower():
+            raise RejectedError(
+                "wrong-recipient", "the body is not sealed to any of this reader's age identities"
+            ) from error
+        raise fail("envelope.body", f"is not age ciphertext that opens: {error}") from error
+
+
+def _now(now: datetime | None) -> datetime:
+    return now if now is not None else datetime.now(UTC)
+
+
+def seal_enrolment(
+    record: EnrolmentRecord,
+    agent_keys: AgentKeys,
+    leader_bundle: LeaderBundle,
+    *,
+    sent_at: datetime | None = None,
+) -> bytes:
+    """The enrolment envelope: record signed by the agent, sealed to every Leader recipient.
+
+    A resend must be a new seal (new record nonce and times): the Leader refuses a replayed
+    nonce, and an old one goes stale.
+    """
+    if record.agent_ed25519 != b64.encode(agent_keys.verify_key):
+        raise fail("record.agent_key", "is not the key this record is signed with")
+    signed = canonical(sign_record(record.to_dict(), agent_keys.signing))
+    body = _encrypt(signed, leader_bundle.recipients)
+    envelope = make_envelope(
+        "enrolment",
+        address_for("enrolment", agent_keys.agent_id),
+        body,
+        agent_keys.signing,
+        sent_at=sent_at,
+    )
+    return envelope.to_bytes()
+
+
+def _open_sealed(
+    data: bytes,
+    kind: str,
+    identities: Sequence[x25519.Identity],
+    window: Window | None,
+    now: datetime | None,
+) -> tuple[Envelope, Any, bytes]:
+    envelope = parse_envelope(data)
+    if envelope.kind != kind:
+        raise fail("envelope.kind", f"is {envelope.kind!r} where {kind!r} was expected")
+    moment = _now(now)
+    if window is not None:
+        window.check("envelope sent_at", envelope.sent_at, moment)
+    plain = _decrypt(envelope.body, identities)
+    record, signer = open_signed_record(plain)
+    if signer != envelope.sender_key:
+        raise RejectedError("key-mismatch", "the record is signed by another key than the envelope")
+    return envelope, record, signer
+
+
+def open_enrolment(
+    data: bytes,
+    leader_keys: LeaderKeys,
+    *,
+    window: Window = DEFAULT_WINDOW,
+    now: datetime | None = None,
+) -> tuple[EnrolmentRecord, Envelope]:
+    """Open and verify an enrolment envelope (everything but the replay check)."""
+    envelope, value, signer = _open_sealed(data, "enrolment", leader_keys.identities, window, now)
+    if _agent_id_of(envelope.address) != key_id(signer):
+        raise RejectedError(
+            "key-mismatch", f"address {envelope.address} does not name the sender's agent id"
+        )
+    record = EnrolmentRecord.from_dict(value)
+    if record.agent_ed25519 != envelope.sender:
+        raise RejectedError("key-mismatch", "record.agent_key.ed25519 is not the signing key")
+    window.check("record issued_at", record.issued_at, _now(now))
+    return record, envelope
+
+
+def seal_assignment(
+    assignment: Assignment,
+    leader_keys: LeaderKeys,
+    agent_recipient: str,
+    *,
+    sent_at: datetime | None = None,
+) -> bytes:
+    """The assignment envelope: signed by the Leader, sealed to the agent's age recipient."""
+    signed = canonical(sign_record(assignment.to_dict(), leader_keys.signing))
+    body = _encrypt(signed, [agent_recipient])
+    agent_id = key_id(b64.decode(assignment.agent_key, 32))
+    envelope = make_envelope(
+        "assignment",
+        address_for("assignment", agent_id),
+        body,
+        leader_keys.signing,
+        sent_at=sent_at,
+    )
+    return envelope.to_bytes()
+
+
+def open_assignment(
+    data: bytes,
+    agent_keys: AgentKeys,
+    leader_bundle: LeaderBundle,
+    *,
+    window: Window | None = None,
+    now: datetime | None = None,
+) -> Assignment:
+    """Open an assignment from the Leader named by ``leader_bundle``, meant for ``agent_keys``.
+
+    Freshness is off by default: an assignment carried back by hand may be hours old. The agent
+    matches ``enrolment_nonce`` against its outbox instead, which also defeats replays.
+    """
+    envelope = parse_envelope(data)
+    if envelope.sender_key != leader_bundle.verify_key:
+        raise RejectedError("key-mismatch", "the assignment is not signed by the pinned Leader key")
+    if _agent_id_of(envelope.address) != agent_keys.agent_id:
+        raise RejectedError("wrong-recipient", f"{envelope.address} is for another agent")
+    _, value, _ = _open_sealed(data, "assignment", (agent_keys.identity,), window, now)
+    assignment = Assignment.from_dict(value)
+    if assignment.agent_key != b64.encode(agent_keys.verify_key):
+        raise RejectedError("wrong-recipient", "the assignment is for another agent key")
+    if window is not None:
+        window.check("record issued_at", assignment.issued_at, _now(now))
+    return assignment
+
+
+def seal_plain(
+    record: dict[str, Any],
+    key: Any,
+    agent_id: str,
+    *,
+    sent_at: datetime | None = None,
+) -> bytes:
+    """An envelope whose body is a validated plain record (availability, intervention, leaving)."""
+    validate_record(record)
+    if record["kind"] in ("enrolment", "assignment"):
+        raise fail("kind", f"{record['kind']} records are sealed, not sent in the clear")
+    envelope = make_envelope(
+        record["kind"], address_for(record["kind"], agent_id), record, key, sent_at=sent_at
+    )
+    return envelope.to_bytes()
+
+
+def open_plain(
+    data: bytes,
+    *,
+    window: Window | None = DEFAULT_WINDOW,
+    now: datetime | None = None,
+) -> tuple[dict[str, Any], bytes]:
+    """Verify a plain envelope; returns (validated record, sender verify key)."""
+    envelope = parse_envelope(data)
+    if envelope.kind in ("enrolment", "assignment"):
+        raise fail("envelope.kind", f"{envelope.kind} envelopes are sealed; open them as such")
+    if _agent_id_of(envelope.address) != key_id(envelope.sender_key):
+        raise RejectedError("key-mismatch", f"{envelope.address} does not name the sender")
+    record = validate_record(envelope.body, envelope.kind)
+    if window is not None:
+        window.check("envelope sent_at", envelope.sent_at, _now(now))
+        window.check("record issued_at", record["issued_at"], _now(now))
+    return record, envelope.sender_key

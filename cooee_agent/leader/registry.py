@@ -1,0 +1,414 @@
+"""The Leader's registry: hosts, their pinned keys, slots and agents, host_id assignment, and the
+replay cache, in one SQLite file (WAL). Every change is one BEGIN IMMEDIATE transaction, so
+concurrent ingesters serialise and a crash leaves either all of an enrolment or none of it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cooee_agent.enrolment.records import (
+    TOKEN_VERSION,
+    EnrolmentRecord,
+    SlotToken,
+    now_text,
+)
+from cooee_agent.enrolment.schema import canonical, loads
+from cooee_agent.identity import token as codec
+from cooee_agent.identity.canonical import normalise_mac
+from cooee_agent.leader.errors import HostIdExhausted, RegistryError
+
+log = logging.getLogger(__name__)
+
+REGISTRY_FILE = "registry.sqlite3"
+HOST_ID_COUNT = codec.MAX_HOST_ID + 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS hosts (
+    row INTEGER PRIMARY KEY,
+    host_id INTEGER UNIQUE CHECK (host_id BETWEEN 0 AND 1023),
+    hostname TEXT NOT NULL,
+    mac TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('active', 'pending', 'revoked')),
+    ed25519 TEXT,
+    age TEXT,
+    record TEXT,
+    pending_ed25519 TEXT,
+    pending_age TEXT,
+    pending_record TEXT,
+    first_seen TEXT NOT NULL,
+    last_enrolled TEXT,
+    UNIQUE (hostname, mac)
+);
+CREATE TABLE IF NOT EXISTS slots (
+    host_row INTEGER NOT NULL REFERENCES hosts (row),
+    slot INTEGER NOT NULL,
+    gpu_id TEXT NOT NULL,
+    vendor TEXT NOT NULL,
+    name TEXT NOT NULL,
+    token TEXT NOT NULL UNIQUE,
+    PRIMARY KEY (host_row, slot)
+);
+CREATE TABLE IF NOT EXISTS agents (
+    host_row INTEGER NOT NULL REFERENCES hosts (row),
+    key TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    gpu_id TEXT NOT NULL,
+    PRIMARY KEY (host_row, key)
+);
+CREATE TABLE IF NOT EXISTS nonces (
+    nonce TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS nonces_expiry ON nonces (expires_at);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the registry decided: ``accepted`` or a registry reason, with the host's tokens."""
+
+    reason: str  # accepted | replayed | pending | not-approved | revoked | exhausted
+    detail: str
+    host_id: int | None = None
+    tokens: tuple[SlotToken, ...] = ()
+
+    @property
+    def accepted(self) -> bool:
+        return self.reason == "accepted"
+
+
+@dataclass(frozen=True, slots=True)
+class HostView:
+    host_id: int | None
+    hostname: str
+    mac: str
+    status: str  # active | pending | revoked
+    key_change_pending: bool
+    ed25519: str | None
+    first_seen: str
+    last_enrolled: str | None
+    slots: tuple[dict[str, Any], ...]
+    agents: tuple[dict[str, Any], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "host_id": self.host_id,
+            "hostname": self.hostname,
+            "mac": self.mac,
+            "status": self.status,
+            "key_change_pending": self.key_change_pending,
+            "ed25519": self.ed25519,
+            "first_seen": self.first_seen,
+            "last_enrolled": self.last_enrolled,
+            "slots": list(self.slots),
+            "agents": list(self.agents),
+        }
+
+
+class Registry:
+    """One connection to the registry file; use one per thread or process."""
+
+    def __init__(self, path: Path, *, busy_timeout_s: float = 30.0) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = path
+        # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE.
+        self._db = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode NORMAL is durable against a crash of this process (not of the machine).
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        with self._transaction():
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- enrolment -----------------------------------------------------------------------------
+
+    def enrol(
+        self,
+        record: EnrolmentRecord,
+        *,
+        now: datetime,
+        nonce_expires_at: int,
+        admitted: bool = True,
+    ) -> Outcome:
+        """Apply a verified enrolment; ``admitted`` is False when a new host lacks a join token.
+
+        The nonce is checked and recorded in the same transaction as the host change, so a crash
+        never leaves a recorded nonce without its registry change or the other way round.
+        """
+        stamp = now_text(now)
+        try:
+            with self._transaction() as db:
+                db.execute("DELETE FROM nonces WHERE expires_at < ?", (int(now.timestamp()),))
+                if db.execute("SELECT 1 FROM nonces WHERE nonce = ?", (record.nonce,)).fetchone():
+                    return Outcome("replayed", f"nonce {record.nonce} was already seen")
+                db.execute("INSERT INTO nonces VALUES (?, ?)", (record.nonce, nonce_expires_at))
+                return self._enrol_host(db, record, stamp, admitted)
+        except HostIdExhausted as error:
+            return Outcome("exhausted", str(error))
+
+    def _enrol_host(
+        self, db: sqlite3.Connection, record: EnrolmentRecord, stamp: str, admitted: bool
+    ) -> Outcome:
+        host = db.execute(
+            "SELECT * FROM hosts WHERE hostname = ? AND mac = ?",
+            (record.host.hostname, record.host.mac),
+        ).fetchone()
+        name = f"{record.host.hostname} ({record.host.mac})"
+        document = canonical(record.to_dict()).decode("utf-8")
+        if host is None:
+            if not admitted:
+                db.execute(
+                    "INSERT INTO hosts (hostname, mac, status, pending_ed25519, pending_age,"
+                    " pending_record, first_seen) VALUES (?, ?, 'pending', ?, ?, ?, ?)",
+                    (
+                        record.host.hostname,
+                        record.host.mac,
+                        record.agent_ed25519,
+                        record.agent_age,
+                        document,
+                        stamp,
+                    ),
+                )
+                return Outcome(
+                    "not-approved",
+                    f"new host {name} has no valid join token; held for 'leader approve'",
+                )
+            host_id = self._free_host_id(db)
+            cursor = db.execute(
+                "INSERT INTO hosts (host_id, hostname, mac, status, first_seen)"
+                " VALUES (?, ?, ?, 'active', ?)",
+                (host_id, record.host.hostname, record.host.mac, stamp),
+            )
+            row = cursor.lastrowid
+            assert row is not None
+            tokens = self._apply(db, row, host_id, record, document, stamp)
+            log.info("admitted new host %s as host_id %d", name, host_id)
+            return Outcome("accepted", f"new host {name}", host_id, tokens)
+        if host["status"] == "revoked":
+            return Outcome("revoked", f"host {name} was revoked by an operator")
+        if host["status"] == "pending":
+            db.execute(
+                "UPDATE hosts SET pending_ed25519 = ?, pending_age = ?, pending_record = ?"
+                " WHERE row = ?",
+                (record.agent_ed25519, record.agent_age, document, host["row"]),
+            )
+            return Outcome("not-approved", f"host {name} waits for 'leader approve'")
+        if not hmac.compare_digest(host["ed25519"], record.agent_ed25519):
+            db.execute(
+                "UPDATE hosts SET pending_ed25519 = ?, pending_age = ?, pending_record = ?"
+                " WHERE row = ?",
+                (record.agent_ed25519, record.agent_age, document, host["row"]),
+            )
+            return Outcome(
+                "pending",
+                f"host {name} returned with a different agent key; "
+                "held until an operator runs 'leader approve'",
+                host["host_id"],
+            )
+        tokens = self._apply(db, host["row"], host["host_id"], record, document, stamp)
+        return Outcome("accepted", f"known host {name}", host["host_id"], tokens)
+
+    def _free_host_id(self, db: sqlite3.Connection) -> int:
+        # Lowest id never given to any host row; revoked hosts keep theirs, so an id is never
+        # reused and an old token can never name a different host.
+        used = {row[0] for row in db.execute("SELECT host_id FROM hosts WHERE host_id IS NOT NULL")}
+        for candidate in range(HOST_ID_COUNT):
+            if candidate not in used:
+                return candidate
+        raise HostIdExhausted(
+            f"host_id space exhausted: all {HOST_ID_COUNT} host ids (0..{HOST_ID_COUNT - 1}) "
+            "are taken; revoked hosts keep theirs"
+        )
+
+    def _apply(
+        self,
+        db: sqlite3.Connection,
+        row: int,
+        host_id: int,
+        record: EnrolmentRecord,
+        document: str,
+        stamp: str,
+    ) -> tuple[SlotToken, ...]:
+        """Pin the record's keys and replace the host's slots and agents by the record's."""
+        db.execute(
+            "UPDATE hosts SET ed25519 = ?, age = ?, record = ?, last_enrolled = ?, status ="
+            " 'active', pending_ed25519 = NULL, pending_age = NULL, pending_record = NULL"
+            " WHERE row = ?",
+            (record.agent_ed25519, record.agent_age, document, stamp, row),
+        )
+        db.execute("DELETE FROM slots WHERE host_row = ?", (row,))
+        db.execute("DELETE FROM agents WHERE host_row = ?", (row,))
+        tokens = []
+        for slot in record.slots:
+            token = codec.encode(TOKEN_VERSION, host_id, slot.slot)
+            db.execute(
+                "INSERT INTO slots VALUES (?, ?, ?, ?, ?, ?)",
+                (row, slot.slot, slot.gpu_id, slot.vendor, slot.name, token),
+            )
+            tokens.append(SlotToken(slot=slot.slot, gpu_id=slot.gpu_id, token=token))
+        db.executemany(
+            "INSERT INTO agents VALUES (?, ?, ?, ?, ?)",
+            [(row, a.key, a.slot, a.tuple.model, a.tuple.gpu_id) for a in record.agents],
+        )
+        return tuple(tokens)
+
+    # -- operator actions ----------------------------------------------------------------------
+
+    def _find(self, db: sqlite3.Connection, selector: str) -> sqlite3.Row:
+        """A host by host_id, ``hostname``, ``hostname/mac`` or mac; exactly one must match."""
+        text = selector.strip().lower()
+        if text.isdigit():
+            rows = db.execute("SELECT * FROM hosts WHERE host_id = ?", (int(text),)).fetchall()
+        elif "/" in text:
+            hostname, _, mac = text.partition("/")
+            rows = db.execute(
+                "SELECT * FROM hosts WHERE hostname = ? AND mac = ?",
+                (hostname.rstrip("."), _mac_or_raw(mac)),
+            ).fetchall()
+        else:
+            rows = db.execute(
+                "SELECT * FROM hosts WHERE hostname = ? OR mac = ?",
+                (text.rstrip("."), _mac_or_raw(text)),
+            ).fetchall()
+        if not rows:
+            raise RegistryError(f"no host matches {selector!r}")
+        if len(rows) > 1:
+            names = ", ".join(f"{r['hostname']}/{r['mac']}" for r in rows)
+            raise RegistryError(f"{selector!r} matches several hosts ({names}); name hostname/mac")
+        return rows[0]
+
+    def approve(self, selector: str, *, now: datetime) -> HostView:
+        """Admit a pending new host (assigning its id) or pin a returning host's new key."""
+        with self._transaction() as db:
+            host = self._find(db, selector)
+            if host["pending_ed25519"] is None:
+                raise RegistryError(
+                    f"host {host['hostname']}/{host['mac']} has nothing pending to approve"
+                )
+            record = EnrolmentRecord.from_dict(loads(host["pending_record"], "pending record"))
+            host_id = host["host_id"]
+            if host_id is None:
+                host_id = self._free_host_id(db)
+                db.execute("UPDATE hosts SET host_id = ? WHERE row = ?", (host_id, host["row"]))
+            self._apply(db, host["row"], host_id, record, host["pending_record"], now_text(now))
+            log.warning("operator approved %s/%s", host["hostname"], host["mac"])
+            return self._view(db, host["row"])
+
+    def revoke(self, selector: str) -> HostView:
+        """Refuse the host from now on; it keeps its host_id so no other host ever gets it."""
+        with self._transaction() as db:
+            host = self._find(db, selector)
+            db.execute(
+                "UPDATE hosts SET status = 'revoked', pending_ed25519 = NULL, pending_age = NULL,"
+                " pending_record = NULL WHERE row = ?",
+                (host["row"],),
+            )
+            log.warning("operator revoked %s/%s", host["hostname"], host["mac"])
+            return self._view(db, host["row"])
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def hosts(self) -> list[HostView]:
+        rows = self._db.execute(
+            "SELECT row FROM hosts ORDER BY host_id IS NULL, host_id, hostname"
+        ).fetchall()
+        return [self._view(self._db, r["row"]) for r in rows]
+
+    def host(self, selector: str) -> HostView:
+        return self._view(self._db, self._find(self._db, selector)["row"])
+
+    def host_by_id(self, host_id: int) -> HostView | None:
+        row = self._db.execute("SELECT row FROM hosts WHERE host_id = ?", (host_id,)).fetchone()
+        return None if row is None else self._view(self._db, row["row"])
+
+    def _view(self, db: sqlite3.Connection, row: int) -> HostView:
+        host = db.execute("SELECT * FROM hosts WHERE row = ?", (row,)).fetchone()
+        slots = db.execute(
+            "SELECT slot, gpu_id, vendor, name, token FROM slots WHERE host_row = ? ORDER BY slot",
+            (row,),
+        ).fetchall()
+        agents = db.execute(
+            "SELECT slot, key, model, gpu_id FROM agents WHERE host_row = ? ORDER BY slot, model",
+            (row,),
+        ).fetchall()
+        return HostView(
+            host_id=host["host_id"],
+            hostname=host["hostname"],
+            mac=host["mac"],
+            status=host["status"],
+            key_change_pending=host["status"] == "active" and host["pending_ed25519"] is not None,
+            ed25519=host["ed25519"],
+            first_seen=host["first_seen"],
+            last_enrolled=host["last_enrolled"],
+            slots=tuple(dict(s) for s in slots),
+            agents=tuple(
+                {
+                    **dict(a),
+                    "hostname": host["hostname"],
+                    "mac": host["mac"],
+                }
+                for a in agents
+            ),
+        )
+
+    def check(self) -> list[str]:
+        """Consistency problems found (empty when sound): SQLite's own check plus our invariants."""
+        problems = [r[0] for r in self._db.execute("PRAGMA integrity_check") if r[0] != "ok"]
+        problems += [
+            f"foreign key violation in {r[0]}" for r in self._db.execute("PRAGMA foreign_key_check")
+        ]
+        for row in self._db.execute(
+            "SELECT h.host_id, s.slot, s.token FROM slots s JOIN hosts h ON h.row = s.host_row"
+        ):
+            if row["host_id"] is None or codec.encode(TOKEN_VERSION, row[0], row[1]) != row[2]:
+                problems.append(f"slot {row[1]} of host_id {row[0]} carries token {row[2]}")
+        for row in self._db.execute(
+            "SELECT host_id, hostname, mac, record FROM hosts WHERE status = 'active'"
+        ):
+            if row["record"] is None:
+                problems.append(f"active host {row['hostname']} has no accepted record")
+                continue
+            record = EnrolmentRecord.from_dict(loads(row["record"], "stored record"))
+            view = self.host_by_id(row["host_id"])
+            assert view is not None
+            if {a["key"] for a in view.agents} != {a.key for a in record.agents}:
+                problems.append(f"agents of host_id {row['host_id']} differ from its record")
+        return problems
+
+
+def _mac_or_raw(text: str) -> str:
+    try:
+        return normalise_mac(text)
+    except ValueError:
+        return text
