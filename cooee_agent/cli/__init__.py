@@ -14,6 +14,9 @@ import typer
 
 from cooee_agent import __version__
 from cooee_agent.cli import discover as discover_cli
+from cooee_agent.cli import enrol as enrol_cli
+from cooee_agent.cli import leader as leader_cli
+from cooee_agent.cli import resolve as resolve_cli
 from cooee_agent.cli import token as token_cli
 from cooee_agent.cli.state import STATE
 from cooee_agent.errors import CooeeError
@@ -28,6 +31,9 @@ app = typer.Typer(
 )
 app.add_typer(token_cli.app, name="token")
 app.command("discover")(discover_cli.discover)
+app.command("enrol")(enrol_cli.enrol)
+app.add_typer(leader_cli.app, name="leader")
+app.command("resolve")(resolve_cli.resolve)
 
 
 def _show_version(value: bool) -> None:
