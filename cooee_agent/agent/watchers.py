@@ -122,7 +122,8 @@ class UdevWatcher:
             monitor.filter_by(subsystem)
         self._debouncer = Debouncer(
             self._quiet,
-            lambda batch: self._on_change(Change("udev", batch)),
+            # A burst repeats itself (umockdev and real drivers both send "add" twice): say it once.
+            lambda batch: self._on_change(Change("udev", tuple(dict.fromkeys(batch)))),
             max_wait=self._max_wait,
         )
         # Start listening before anyone asks for discovery, so no event falls in between.
