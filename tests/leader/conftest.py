@@ -1,0 +1,8 @@
+"""Leader tests share the enrolment tests' builders and fixtures."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "enrolment"))
+
+from enrolment_factory import keys, leader_dir, leader_keys  # noqa: F401
