@@ -158,6 +158,7 @@ def linux_primary(
     if not links:
         raise ProbeError("no-interfaces", f"no network interfaces under {sysfs_root}/class/net")
     notes: list[str] = []
+    unstable: Nic | None = None
     for name in defaults:
         if name not in links:
             notes.append(f"default route via {name}, which sysfs does not list")
@@ -168,9 +169,14 @@ def linux_primary(
             continue
         via = "" if physical[0] == name else f" via {name}"
         nic = _nic_for(links[physical[0]], permaddr, f"default route{via}")
-        if nic is not None:
+        if nic is not None and nic.permanent:
             return nic
-        notes.append(f"default route via {name}, whose NIC has no usable MAC")
+        if nic is None:
+            notes.append(f"default route via {name}, whose NIC has no usable MAC")
+            continue
+        # A random or set address changes with the network: a NIC with a burned-in one wins.
+        notes.append(f"default route via {name}, whose MAC is not permanent")
+        unstable = unstable or nic
     # No default route (or only through tunnels): the same host must still pick the same NIC.
     candidates = []
     for link in links.values():
@@ -179,6 +185,8 @@ def linux_primary(
         nic = _nic_for(link, permaddr, "")
         if nic is not None:
             candidates.append((not nic.permanent, link.wireless, _natural(link.name), nic))
+    if not candidates and unstable is not None:
+        return unstable
     if not candidates:
         tried = "; ".join(notes) or "no default route"
         raise ProbeError(
@@ -186,6 +194,8 @@ def linux_primary(
         )
     candidates.sort(key=lambda row: row[:3])
     chosen = candidates[0][3]
+    if unstable is not None and not chosen.permanent:
+        return unstable
     reason = "; ".join(notes) if notes else "no default route"
     why = f"{reason}; first physical NIC (permanent MAC, wired, then by name)"
     return Nic(name=chosen.name, mac=chosen.mac, permanent=chosen.permanent, why=why)

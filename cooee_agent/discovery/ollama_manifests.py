@@ -67,7 +67,7 @@ def read_manifests(models_dir: Path) -> list[OllamaModel]:
             entry = read_manifest(path, models_dir, display_name(host, namespace, model, tag))
         except (OSError, ValueError, TypeError) as error:
             # A half-written pull must not hide the other models; Ollama skips it too.
-            log.warning("skipping unreadable manifest %s: %s", path, error)
+            log.info("skipping unreadable manifest %s: %s", path, error)
             continue
         found.append(entry)
     found.sort(key=lambda row: -int(row[0]))  # stable: same-second models keep path order
@@ -86,15 +86,22 @@ def read_manifest(path: Path, models_dir: Path, name: str) -> tuple[float, Ollam
     details = _config_details(models_dir, config.get("digest"))
     mtime = path.stat().st_mtime_ns
     families = details.get("model_families")
+    capabilities = details.get("capabilities")
     return mtime / 1e9, OllamaModel(
         name=name,
         digest=hashlib.sha256(data).hexdigest(),
         size=size,
         family=details.get("model_family") or None,
-        families=tuple(families) if isinstance(families, list) else (),
+        families=tuple(dict.fromkeys(f for f in families if isinstance(f, str) and f))
+        if isinstance(families, list)
+        else (),
         parameter_size=details.get("model_type") or None,
         quantisation=details.get("file_type") or None,
         modified_at=rfc3339_local(mtime),
+        remote=bool(details.get("remote_host") or details.get("remote_model")),
+        capabilities=tuple(c for c in capabilities if isinstance(c, str))
+        if isinstance(capabilities, list)
+        else (),
     )
 
 

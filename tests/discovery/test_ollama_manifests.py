@@ -1,0 +1,72 @@
+"""Reading Ollama's model store from disk gives what /api/tags would list."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from discovery_support import OLLAMA_FIXTURES
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cooee_agent.discovery.ollama_manifests import (
+    SERVICE_MODEL_DIRS,
+    display_name,
+    models_dirs,
+    read_manifests,
+)
+
+MODELS = OLLAMA_FIXTURES / "models"
+TAGS = json.loads((OLLAMA_FIXTURES / "api" / "v0.12.6" / "tags.json").read_text())["models"]
+
+
+def test_manifests_give_the_api_names_digests_and_sizes() -> None:
+    found = {(m.name, m.digest, m.size) for m in read_manifests(MODELS)}
+    assert found == {(t["name"], t["digest"], t["size"]) for t in TAGS}
+
+
+def test_details_come_from_the_config_blob_and_missing_families_is_empty() -> None:
+    by_name = {m.name: m for m in read_manifests(MODELS)}
+    assert by_name["gemma:2b"].families == ("gemma",)
+    assert by_name["gemma:2b"].parameter_size == "3B"
+    assert by_name["codellama:latest"].families == ()
+    assert by_name["gpt-oss:120b-cloud"].remote
+
+
+def test_a_truncated_manifest_is_skipped() -> None:
+    assert "broken:latest" not in {m.name for m in read_manifests(MODELS)}
+
+
+def test_modified_at_is_rfc3339_with_offset() -> None:
+    stamp = read_manifests(MODELS)[0].modified_at or ""
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)", stamp)
+
+
+def test_missing_store_lists_nothing(tmp_path: Path) -> None:
+    assert read_manifests(tmp_path) == []
+
+
+def test_ollama_models_alone_is_read_when_set_and_quotes_are_trimmed(tmp_path: Path) -> None:
+    dirs, explicit = models_dirs({"OLLAMA_MODELS": f' "{tmp_path}" '}, home=Path("/home/x"))
+    assert (dirs, explicit) == ((tmp_path,), True)
+
+
+def test_default_order_is_the_user_store_then_the_service_stores() -> None:
+    dirs, explicit = models_dirs({}, home=Path("/home/x"))
+    assert not explicit
+    assert dirs == (Path("/home/x/.ollama/models"), *SERVICE_MODEL_DIRS)
+    assert Path("/usr/share/ollama/.ollama/models") in dirs
+
+
+_part = st.from_regex(r"[a-z0-9][a-z0-9._-]{0,10}", fullmatch=True)
+
+
+@given(_part, _part, _part)
+def test_display_name_drops_only_default_registry_and_namespace(
+    ns: str, model: str, tag: str
+) -> None:
+    assert display_name("registry.ollama.ai", "library", model, tag) == f"{model}:{tag}"
+    if ns != "library":
+        assert display_name("registry.ollama.ai", ns, model, tag) == f"{ns}/{model}:{tag}"
+    assert display_name("hf.co", ns, model, tag) == f"hf.co/{ns}/{model}:{tag}"
