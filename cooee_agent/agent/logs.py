@@ -102,7 +102,7 @@ def _fields_only(send: Sender) -> Sender:
     """journald takes upper-case field names; the stock handler also passes LogRecord's own
     attributes (msg, args, ...), which would be dropped or rejected. Keep the valid ones."""
 
-    def sender(message: str, **fields: Any) -> Any:
+    def sender(message: str, /, **fields: Any) -> Any:
         kept = {k: v for k, v in fields.items() if _FIELD_NAME.fullmatch(k) and v is not None}
         return send(message, **kept)
 
