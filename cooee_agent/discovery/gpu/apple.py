@@ -37,15 +37,13 @@ def default_runner(argv: Any) -> str:
 def probe(runner: Runner) -> tuple[tuple[Gpu, ...], tuple[ProbeFailure, ...]]:
     """Apple GPUs as ``apple:<chip>``, discrete AMD GPUs of Intel Macs as vendor amd."""
     report = _profiler_report(runner)
-    displays = report.get("SPDisplaysDataType") or []
-    hardware = (report.get("SPHardwareDataType") or [{}])[0]
+    displays = _list(report.get("SPDisplaysDataType"))
+    hardware = next((item for item in _list(report.get("SPHardwareDataType")) if item), {})
     failures: list[ProbeFailure] = []
     memsize = _memsize(runner, failures)
     gpus: list[Gpu] = []
     seen: dict[str, int] = {}
     for entry in displays:
-        if not isinstance(entry, dict):
-            continue
         gpu = _gpu(entry, hardware, memsize)
         if gpu is None:
             continue
@@ -56,16 +54,16 @@ def probe(runner: Runner) -> tuple[tuple[Gpu, ...], tuple[ProbeFailure, ...]]:
             gpu = _with_id(gpu, f"{gpu.gpu_id}-{count}")
         gpus.append(gpu)
     if not gpus:
-        models = ", ".join(_model(entry) or "?" for entry in displays if isinstance(entry, dict))
+        models = ", ".join(_model(entry) or "?" for entry in displays)
         raise ProbeError(
             "no-gpus", f"system_profiler lists no Apple or AMD GPU (found: {models or 'none'})"
         )
     return tuple(gpus), tuple(failures)
 
 
-def parse_size(text: str | None) -> int | None:
+def parse_size(text: Any) -> int | None:
     """'16 GB', '1536 MB', '4,5 GB' (localised decimal comma) → bytes; None when unparseable."""
-    if not text:
+    if not isinstance(text, str):
         return None
     match = _SIZE.match(text)
     if not match:
@@ -144,6 +142,13 @@ def _gpu(entry: dict[str, Any], hardware: dict[str, Any], memsize: int | None) -
         )
     log.debug("skipping display adapter %r (%s): not an Apple or AMD GPU", model, vendor)
     return None
+
+
+def _list(value: Any) -> list[dict[str, Any]]:
+    """The report's list of dictionaries; anything else in it is ignored."""
+    if not isinstance(value, list):
+        return []
+    return [item for item in value if isinstance(item, dict)]
 
 
 def _model(entry: dict[str, Any]) -> str:
