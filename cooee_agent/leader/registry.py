@@ -259,14 +259,25 @@ class Registry:
         record: EnrolmentRecord,
         document: str,
         stamp: str,
+        *,
+        clear_pending: bool = False,
     ) -> tuple[SlotToken, ...]:
-        """Pin the record's keys and replace the host's slots and agents by the record's."""
+        """Pin the record's keys and replace the host's slots and agents by the record's.
+
+        A pending key change stays until an operator decides: the old key enrolling again must
+        not wipe the evidence that someone else claimed this host.
+        """
         db.execute(
             "UPDATE hosts SET ed25519 = ?, age = ?, record = ?, last_enrolled = ?, status ="
-            " 'active', pending_ed25519 = NULL, pending_age = NULL, pending_record = NULL"
-            " WHERE row = ?",
+            " 'active' WHERE row = ?",
             (record.agent_ed25519, record.agent_age, document, stamp, row),
         )
+        if clear_pending:
+            db.execute(
+                "UPDATE hosts SET pending_ed25519 = NULL, pending_age = NULL,"
+                " pending_record = NULL WHERE row = ?",
+                (row,),
+            )
         db.execute("DELETE FROM slots WHERE host_row = ?", (row,))
         db.execute("DELETE FROM agents WHERE host_row = ?", (row,))
         tokens = []

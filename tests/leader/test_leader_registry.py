@@ -1,0 +1,154 @@
+"""host_id assignment: stable across re-enrolments and restarts, unique at scale and under
+concurrency, exhausted explicitly; key changes held for an operator; revoked hosts refused."""
+
+from __future__ import annotations
+
+import multiprocessing
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from enrolment_factory import agent_keys, record
+
+from cooee_agent.enrolment.keys import AgentKeys, LeaderKeys, load_leader_keys
+from cooee_agent.enrolment.sealing import open_assignment, seal_enrolment
+from cooee_agent.identity import token as codec
+from cooee_agent.leader.errors import RegistryError
+from cooee_agent.leader.ingest import Leader
+from cooee_agent.leader.registry import REGISTRY_FILE, Registry
+
+NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def enrol(leader: Leader, keys: AgentKeys, host: int, now: datetime = NOW, **kwargs):
+    rec = record(keys, host=host, issued_at=now, **kwargs)
+    return leader.ingest(seal_enrolment(rec, keys, leader.keys.bundle, sent_at=now), now=now)
+
+
+def test_assignment_opens_at_the_agent_with_one_token_per_slot(
+    leader_dir: Path, keys: AgentKeys, leader_keys: LeaderKeys
+) -> None:
+    with Leader(leader_dir) as leader:
+        result = enrol(leader, keys, 7, gpus=3)
+    assert result.accepted and result.host_id == 0
+    assignment = open_assignment(result.assignment_envelope, keys, leader_keys.bundle)
+    assert assignment.host_id == 0
+    assert [s.token for s in assignment.slots] == [codec.encode(1, 0, slot) for slot in range(3)]
+    with pytest.raises(Exception, match=r"wrong-recipient"):
+        open_assignment(result.assignment_envelope, agent_keys(), leader_keys.bundle)
+
+
+def test_a_host_keeps_its_id_across_reenrolment_restart_and_changed_gpus(
+    leader_dir: Path,
+) -> None:
+    hosts = {n: agent_keys() for n in range(5)}
+    with Leader(leader_dir) as leader:
+        first = {n: enrol(leader, k, n).host_id for n, k in hosts.items()}
+    assert sorted(first.values()) == [0, 1, 2, 3, 4]
+    later = NOW + timedelta(hours=1)
+    with Leader(leader_dir) as leader:  # a Leader restart
+        again = enrol(leader, hosts[3], 3, later, gpus=4, models=("qwen2:7b", "llama3:8b"))
+        assert again.accepted and again.host_id == first[3]
+        view = leader.registry.host(str(first[3]))
+        assert len(view.slots) == 4 and len(view.agents) == 8
+        assert {a["model"] for a in view.agents} == {"qwen2:7b", "llama3:8b"}
+        fewer = enrol(leader, hosts[3], 3, later + timedelta(seconds=1), gpus=1, models=())
+        assert fewer.host_id == first[3]
+        assert leader.registry.host(str(first[3])).agents == ()
+
+
+def test_a_returning_host_with_a_new_key_is_held_until_approved(leader_dir: Path) -> None:
+    old, new = agent_keys(), agent_keys()
+    with Leader(leader_dir) as leader:
+        host_id = enrol(leader, old, 1).host_id
+        held = enrol(leader, new, 1, gpus=2)
+        assert (held.accepted, held.reason, held.assignment_envelope) == (False, "pending", None)
+        view = leader.registry.host("node0001.lab")
+        assert view.key_change_pending and len(view.slots) == 1
+        assert enrol(leader, old, 1, NOW + timedelta(seconds=1)).accepted  # old key still pinned
+        assert leader.registry.host("node0001.lab").key_change_pending  # kept for the operator
+        assert enrol(leader, agent_keys(), 2).accepted
+        with pytest.raises(RegistryError, match="nothing pending"):
+            leader.registry.approve("node0002.lab/02:00:00:00:00:02", now=NOW)
+        approved = leader.registry.approve("node0001.lab", now=NOW)
+        assert approved.host_id == host_id and len(approved.slots) == 2
+        after = enrol(leader, new, 1, NOW + timedelta(seconds=3), gpus=2)
+        assert after.accepted and after.host_id == host_id
+        refused = enrol(leader, old, 1, NOW + timedelta(seconds=4))
+        assert refused.reason == "pending"
+
+
+def test_a_revoked_host_is_refused_and_its_id_never_reused(leader_dir: Path) -> None:
+    keys = agent_keys()
+    with Leader(leader_dir) as leader:
+        host_id = enrol(leader, keys, 1).host_id
+        leader.registry.revoke(str(host_id))
+        result = enrol(leader, keys, 1, NOW + timedelta(seconds=1))
+        assert (result.accepted, result.reason) == (False, "revoked")
+        assert enrol(leader, agent_keys(), 2).host_id == host_id + 1
+
+
+def test_join_tokens_gate_new_hosts(leader_dir: Path) -> None:
+    with Leader(leader_dir, join_tokens={"s3cret-join"}) as leader:
+        without = enrol(leader, agent_keys(), 1)
+        assert (without.accepted, without.reason, without.host_id) == (False, "not-approved", None)
+        assert enrol(leader, agent_keys(), 2, join_token="s3cret-join").host_id == 0
+        approved = leader.registry.approve("node0001.lab", now=NOW)
+        assert approved.host_id == 1 and approved.status == "active"
+
+
+def test_2032_agents_on_254_hosts_are_assigned_unique_stable_tokens(leader_dir: Path) -> None:
+    keys = {n: agent_keys() for n in range(254)}
+    models = ("llama3:8b",)
+    with Leader(leader_dir) as leader:
+        first = {n: enrol(leader, k, n, gpus=8, models=models) for n, k in keys.items()}
+    assert all(r.accepted for r in first.values())
+    tokens = [t.token for r in first.values() for t in r.tokens]
+    assert len(tokens) == 2032 and len(set(tokens)) == 2032
+    assert sorted(r.host_id for r in first.values()) == list(range(254))
+    later = NOW + timedelta(minutes=1)
+    with Leader(leader_dir) as leader:
+        second = {n: enrol(leader, k, n, later, gpus=8, models=models) for n, k in keys.items()}
+        assert {n: r.tokens for n, r in second.items()} == {n: r.tokens for n, r in first.items()}
+        agents = sum(len(h.agents) for h in leader.registry.hosts())
+        assert agents == 2032
+        assert leader.registry.check() == []
+
+
+def test_the_1025th_host_is_told_the_host_id_space_is_exhausted(tmp_path: Path) -> None:
+    keys = agent_keys()
+    with Registry(tmp_path / REGISTRY_FILE) as registry:
+        for n in range(1024):
+            rec = record(keys, host=n, models=())
+            assert registry.enrol(rec, now=NOW, nonce_expires_at=0).host_id == n
+        last = record(keys, host=1024, models=())
+        outcome = registry.enrol(last, now=NOW, nonce_expires_at=0)
+        assert outcome.reason == "exhausted"
+        assert "host_id space exhausted" in outcome.detail
+        assert len(registry.hosts()) == 1024
+        # Revoked hosts keep their ids, so revoking frees nothing.
+        registry.revoke("0")
+        assert registry.enrol(last, now=NOW, nonce_expires_at=0).reason == "exhausted"
+
+
+def _ingest_many(leader_dir: str, envelopes: list[bytes], now: datetime) -> list[int | None]:
+    with Leader(Path(leader_dir)) as leader:
+        return [leader.ingest(e, now=now).host_id for e in envelopes]
+
+
+def test_concurrent_ingesters_assign_unique_ids(leader_dir: Path) -> None:
+    bundle = load_leader_keys(leader_dir).bundle
+    batches = []
+    for worker in range(4):
+        batch = []
+        for n in range(worker * 40, worker * 40 + 40):
+            keys = agent_keys()
+            rec = record(keys, host=n, issued_at=NOW)
+            batch.append(seal_enrolment(rec, keys, bundle, sent_at=NOW))
+        batches.append(batch)
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(4) as pool:
+        results = pool.starmap(_ingest_many, [(str(leader_dir), b, NOW) for b in batches])
+    ids = [host_id for batch in results for host_id in batch]
+    assert None not in ids
+    assert sorted(ids) == list(range(160))
