@@ -11,6 +11,7 @@ import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cooee_agent.discovery.commands import Runner, run_command
 from cooee_agent.discovery.model import Nic
@@ -84,7 +85,7 @@ def netifaces_default_interfaces() -> list[str]:
     return gateways_default_interfaces(netifaces.gateways())
 
 
-def gateways_default_interfaces(gateways: Mapping[object, object]) -> list[str]:
+def gateways_default_interfaces(gateways: Mapping[Any, Any]) -> list[str]:
     """Interfaces from a ``netifaces.gateways()`` mapping, IPv4 before IPv6, defaults first."""
     names: list[str] = []
     families = (socket.AF_INET, socket.AF_INET6)

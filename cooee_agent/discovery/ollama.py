@@ -319,7 +319,8 @@ def parse_tags(document: Any) -> tuple[OllamaModel, ...]:
         name = _name(item)
         if name is None:
             continue
-        details = item.get("details") if isinstance(item.get("details"), dict) else {}
+        raw = item.get("details")
+        details: dict[str, Any] = raw if isinstance(raw, dict) else {}
         families = details.get("families")
         capabilities = item.get("capabilities")
         models.append(

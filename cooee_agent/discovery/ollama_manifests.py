@@ -91,18 +91,22 @@ def read_manifest(path: Path, models_dir: Path, name: str) -> tuple[float, Ollam
         name=name,
         digest=hashlib.sha256(data).hexdigest(),
         size=size,
-        family=details.get("model_family") or None,
+        family=_text(details.get("model_family")),
         families=tuple(dict.fromkeys(f for f in families if isinstance(f, str) and f))
         if isinstance(families, list)
         else (),
-        parameter_size=details.get("model_type") or None,
-        quantisation=details.get("file_type") or None,
+        parameter_size=_text(details.get("model_type")),
+        quantisation=_text(details.get("file_type")),
         modified_at=rfc3339_local(mtime),
         remote=bool(details.get("remote_host") or details.get("remote_model")),
         capabilities=tuple(c for c in capabilities if isinstance(c, str))
         if isinstance(capabilities, list)
         else (),
     )
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def blob_path(models_dir: Path, digest: str) -> Path:
