@@ -225,6 +225,11 @@ class MeshNode:
         """Connected peers known to have joined ``topic``: the ones a publish can reach."""
         return sorted(p.to_base58() for p in self._pubsub.peer_topics.get(topic, ()))
 
+    def peer_protocols(self) -> dict[str, str]:
+        """The gossipsub protocol negotiated with each pubsub peer (e.g. ``/meshsub/1.2.0``)."""
+        router = self._pubsub.router
+        return {p.to_base58(): str(proto) for p, proto in router.peer_protocol.items()}
+
     def addrs(self) -> list[str]:
         """Dialable multiaddrs of this node, each ending in ``/p2p/<peer id>``."""
         suffix = f"/p2p/{self.peer_id}"
@@ -341,6 +346,9 @@ class MeshTransport:
 
     def topic_peers(self, topic: str) -> list[str]:
         return list(self._call_sync(self._node.topic_peers, topic))
+
+    def peer_protocols(self) -> dict[str, str]:
+        return dict(self._call_sync(self._node.peer_protocols))
 
     def addrs(self) -> list[str]:
         return list(self._call_sync(self._node.addrs))

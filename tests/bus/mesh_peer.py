@@ -87,6 +87,7 @@ def handle(mesh: MeshTransport, command: dict[str, object]) -> bool:
                 "event": "peers",
                 "peers": mesh.peers(),
                 "topic_peers": {t: mesh.topic_peers(t) for t in mesh._node.config.topics},
+                "protocols": mesh.peer_protocols(),
             }
         )
     elif cmd == "quit":

@@ -23,7 +23,9 @@ def test_three_nodes_deliver_to_every_subscriber_and_relay_through_the_hub(spawn
     publish_until_received(hub, [left, right], TOPIC_ENROL, b'{"n":"from hub"}')
     # left and right know only the hub: this one is relayed.
     publish_until_received(left, [hub, right], TOPIC_ENROL, b'{"n":"from left"}')
-    assert right.peers()["peers"] == [hub.peer_id]
+    reply = right.peers()
+    assert reply["peers"] == [hub.peer_id]
+    assert reply["protocols"] == {hub.peer_id: "/meshsub/1.2.0"}
     message = next(m for m in right.messages() if m["data_b64"] == _b64(b'{"n":"from left"}'))
     assert message["from"] == left.peer_id  # the originator, not the relay
     assert not left.received(b'{"n":"from left"}')  # no echo of one's own message
