@@ -1,0 +1,125 @@
+"""Record validation: round trips, every plain kind, and no input that crashes the checker."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from enrolment_factory import record
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cooee_agent.enrolment.errors import RejectedError
+from cooee_agent.enrolment.keys import AgentKeys
+from cooee_agent.enrolment.records import EnrolmentRecord, validate_record
+from cooee_agent.enrolment.sealing import open_plain, seal_plain
+
+NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+AVAILABILITY = {
+    "schema": 1,
+    "kind": "availability",
+    "host_id": 3,
+    "seq": 17,
+    "issued_at": "2026-03-01T12:00:00Z",
+    "interval_s": 30,
+    "slots": [
+        {
+            "slot": 0,
+            "token": "40C0R",
+            "state": "available",
+            "memory_total": 85520809984,
+            "memory_free": None,
+            "utilisation": 12,
+            "models_installed": ["llama3:8b"],
+            "models_loaded": [],
+        }
+    ],
+}
+INTERVENTION = {
+    "schema": 1,
+    "kind": "intervention",
+    "nonce": "0" * 32,
+    "issued_at": "2026-03-01T12:00:00Z",
+    "host_id": None,
+    "hostname": "node1",
+    "severity": "critical",
+    "reason": "host-id-exhausted",
+    "detail": "the Leader has no host_id left",
+}
+LEAVING = {
+    "schema": 1,
+    "kind": "leaving",
+    "host_id": 3,
+    "seq": 18,
+    "issued_at": "2026-03-01T12:00:00Z",
+    "reason": "shutdown",
+}
+
+
+def test_an_enrolment_record_round_trips(keys: AgentKeys) -> None:
+    rec = record(keys, gpus=3, models=("llama3:8b", "qwen2:7b"))
+    assert EnrolmentRecord.from_dict(json.loads(json.dumps(rec.to_dict()))) == rec
+    assert len(rec.agents) == 6 and [s.slot for s in rec.slots] == [0, 1, 2]
+
+
+def test_a_cpu_only_host_has_slot_zero_named_cpu(keys: AgentKeys) -> None:
+    rec = record(keys, gpus=0)
+    assert [(s.slot, s.gpu_id, s.vendor) for s in rec.slots] == [(0, "cpu", "cpu")]
+    assert rec.agents[0].tuple.gpu_id == "cpu"
+
+
+@pytest.mark.parametrize("value", [AVAILABILITY, INTERVENTION, LEAVING])
+def test_plain_records_seal_and_open(keys: AgentKeys, value: dict) -> None:
+    envelope = seal_plain(value, keys.signing, keys.agent_id, sent_at=NOW)
+    opened, sender = open_plain(envelope, now=NOW)
+    assert (opened, sender) == (value, keys.verify_key)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"utilisation": 101}, "out of range"),
+        ({"state": "asleep"}, "expected one of"),
+        ({"token": "4001U"}, "does not match"),
+        ({"memory_free": True}, "must be an integer"),
+        ({"models_loaded": ["m"] * 65}, "65 items"),
+    ],
+)
+def test_availability_slots_are_checked(change: dict, match: str) -> None:
+    value = json.loads(json.dumps(AVAILABILITY))
+    value["slots"][0].update(change)
+    with pytest.raises(RejectedError, match=match):
+        validate_record(value)
+
+
+def test_intervention_detail_is_bounded_and_free_of_control_characters() -> None:
+    for detail, match in (("x" * 1025, "at most 1024"), ("a\u2028b", "U\\+2028")):
+        with pytest.raises(RejectedError, match=match):
+            validate_record({**INTERVENTION, "detail": detail})
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from(["enrolment", "assignment", "availability", "leaving"]), body=json_values
+)
+def test_arbitrary_json_is_refused_with_a_schema_reason_never_a_crash(kind: str, body) -> None:
+    value = {"schema": 1, "kind": kind, **body} if isinstance(body, dict) else body
+    try:
+        if kind == "enrolment":
+            EnrolmentRecord.from_dict(value)
+        else:
+            validate_record(value)
+    except RejectedError as error:
+        assert error.reason in ("schema", "key-mismatch")
+    else:
+        raise AssertionError(f"accepted {value!r}")
