@@ -160,6 +160,7 @@ def linux_primary(
         raise ProbeError("no-interfaces", f"no network interfaces under {sysfs_root}/class/net")
     notes: list[str] = []
     unstable: Nic | None = None
+    virtual: Nic | None = None
     for name in defaults:
         if name not in links:
             notes.append(f"default route via {name}, which sysfs does not list")
@@ -167,6 +168,10 @@ def linux_primary(
         physical = _physical_below(name, links, 0)
         if not physical:
             notes.append(f"default route via {name}, a virtual interface with no physical NIC")
+            # Containers only have virtual NICs; their default-route MAC is the last resort.
+            virtual = virtual or _nic_for(
+                links[name], permaddr, f"default route via {name}, a virtual interface"
+            )
             continue
         via = "" if physical[0] == name else f" via {name}"
         nic = _nic_for(links[physical[0]], permaddr, f"default route{via}")
@@ -188,6 +193,9 @@ def linux_primary(
             candidates.append((not nic.permanent, link.wireless, _natural(link.name), nic))
     if not candidates and unstable is not None:
         return unstable
+    if not candidates and virtual is not None:
+        why = f"{virtual.why}; no physical NIC on this host (a container?)"
+        return Nic(virtual.name, virtual.mac, permanent=False, why=why)
     if not candidates:
         tried = "; ".join(notes) or "no default route"
         raise ProbeError(

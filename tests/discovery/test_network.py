@@ -154,3 +154,9 @@ def test_macos_without_any_hardware_report_uses_the_current_address_as_not_perma
 
 def test_parsers_agree_on_the_hardware_addresses() -> None:
     assert network.parse_ioreg_macs(IOREG) == network.parse_networksetup(NETWORKSETUP)
+
+
+def test_a_container_with_only_virtual_nics_uses_its_default_route_mac_marked_unstable() -> None:
+    nic = linux("container-veth")
+    assert (nic.name, nic.mac, nic.permanent) == ("eth0", "02:42:ac:11:00:02", False)
+    assert "virtual" in nic.why and "no physical NIC" in nic.why
