@@ -10,12 +10,7 @@ import typer
 
 from cooee_agent.cli.output import emit_json
 from cooee_agent.cli.state import STATE
-from cooee_agent.enrolment.keys import (
-    DEFAULT_STATE_DIR,
-    STATE_DIR_ENV,
-    generate_leader_keys,
-    load_leader_keys,
-)
+from cooee_agent.enrolment.paths import DEFAULT_STATE_DIR, STATE_DIR_ENV
 from cooee_agent.errors import CooeeError
 
 app = typer.Typer(help="Run the reference Leader's registry by hand.", no_args_is_help=True)
@@ -38,6 +33,8 @@ def keygen(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
     """Create the Leader identity (mode 0600) and print its key bundle and fingerprint."""
+    from cooee_agent.enrolment.keys import generate_leader_keys
+
     bundle = generate_leader_keys(state_dir).bundle
     _print_bundle(bundle.text, bundle.fingerprint, as_json)
 
@@ -48,6 +45,8 @@ def bundle(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
     """Print the key bundle agents enrol with, and its fingerprint."""
+    from cooee_agent.enrolment.keys import load_leader_keys
+
     leader_bundle = load_leader_keys(state_dir).bundle
     _print_bundle(leader_bundle.text, leader_bundle.fingerprint, as_json)
 

@@ -1,42 +1,40 @@
-"""Enrolment: key files, records, the envelope, and sealing between agent and Leader."""
+"""Enrolment: key files, records, the envelope, and sealing between agent and Leader.
 
-from cooee_agent.enrolment.build import build_enrolment, new_nonce
-from cooee_agent.enrolment.errors import KeyFileError, RejectedError
-from cooee_agent.enrolment.keys import (
-    AgentKeys,
-    LeaderBundle,
-    LeaderKeys,
-    load_or_create_agent_keys,
-    parse_bundle,
-)
-from cooee_agent.enrolment.records import Assignment, EnrolmentRecord
-from cooee_agent.enrolment.sealing import (
-    Window,
-    open_assignment,
-    open_enrolment,
-    open_plain,
-    seal_assignment,
-    seal_enrolment,
-    seal_plain,
-)
+The public names below load on first use, so importing a light submodule (``paths``) does not
+pull in the crypto libraries.
+"""
 
-__all__ = [
-    "AgentKeys",
-    "Assignment",
-    "EnrolmentRecord",
-    "KeyFileError",
-    "LeaderBundle",
-    "LeaderKeys",
-    "RejectedError",
-    "Window",
-    "build_enrolment",
-    "load_or_create_agent_keys",
-    "new_nonce",
-    "open_assignment",
-    "open_enrolment",
-    "open_plain",
-    "parse_bundle",
-    "seal_assignment",
-    "seal_enrolment",
-    "seal_plain",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "build_enrolment": "build",
+    "new_nonce": "build",
+    "KeyFileError": "errors",
+    "RejectedError": "errors",
+    "AgentKeys": "keys",
+    "LeaderBundle": "keys",
+    "LeaderKeys": "keys",
+    "load_or_create_agent_keys": "keys",
+    "parse_bundle": "keys",
+    "Assignment": "records",
+    "EnrolmentRecord": "records",
+    "Window": "sealing",
+    "open_assignment": "sealing",
+    "open_enrolment": "sealing",
+    "open_plain": "sealing",
+    "seal_assignment": "sealing",
+    "seal_enrolment": "sealing",
+    "seal_plain": "sealing",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

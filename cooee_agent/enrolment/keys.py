@@ -22,29 +22,20 @@ from pyrage import x25519
 
 from cooee_agent.enrolment import b64
 from cooee_agent.enrolment.errors import KeyFileError
+from cooee_agent.enrolment.paths import (  # noqa: F401 (state_dir re-exported)
+    AGENT_IDENTITY_FILE,
+    AGENT_SIGNING_FILE,
+    LEADER_IDENTITY_FILE,
+    LEADER_SIGNING_FILE,
+    state_dir,
+)
 from cooee_agent.identity.canonical import CROCKFORD, short_key
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STATE_DIR = Path("/var/lib/cooee-agent")
-STATE_DIR_ENV = "COOEE_STATE_DIR"
-
-AGENT_SIGNING_FILE = "agent-signing.key"
-AGENT_IDENTITY_FILE = "agent-identity.age"
-LEADER_SIGNING_FILE = "leader-signing.key"
-LEADER_IDENTITY_FILE = "leader-identity.age"
-
 BUNDLE_PREFIX = "cooee-leader-v1"
 FINGERPRINT_BITS = 80
 _SECRET_PREFIX = "AGE-SECRET-KEY-1"
-
-
-def state_dir(explicit: Path | None = None) -> Path:
-    """The state directory: an explicit one, else $COOEE_STATE_DIR, else /var/lib/cooee-agent."""
-    if explicit is not None:
-        return explicit
-    from_env = os.environ.get(STATE_DIR_ENV)
-    return Path(from_env) if from_env else DEFAULT_STATE_DIR
 
 
 def verify_signature(public_key: bytes, signature: bytes, message: bytes) -> bool:
