@@ -76,6 +76,7 @@ class Notifier:
         return self.notify("STOPPING=1", *extra)
 
     def reloading(self) -> bool:
+        """Before re-reading the config on SIGHUP; send ``ready()`` again when done."""
         # systemd >= 253 wants the timestamp to tell this reload from an earlier one.
         return self.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
 
