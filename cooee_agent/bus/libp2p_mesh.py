@@ -35,6 +35,9 @@ What 0.8.1 does by default and this module changes (see docs/PROTOCOL.md, sectio
 - no redial, and a failed dial blocks the peer for 60 s: each bootstrap peer has a task that
   clears that negative cache and redials with exponential backoff and jitter.
 - mDNS and UPnP: UPnP always off, mDNS only when ``MeshConfig.mdns`` is set.
+- a listen that fails (port taken) is only logged, and SO_REUSEPORT lets a second node share a
+  taken port: a fixed port is probed with a plain bind first, and a node that listens on
+  nothing stops with TransportError.
 Inbound messages over ``MAX_MESSAGE_BYTES``, over a peer's rate, or refused by the validator are
 neither delivered nor relayed; a validator that raises counts as a refusal.
 """
@@ -108,7 +111,7 @@ def _tune_libp2p(send_queue_size: int, subscription_queue_size: int) -> None:
         def __init__(self, max_size: int = send_queue_size, **kwargs: Any) -> None:
             super().__init__(max_size=max_size, **kwargs)
 
-    pubsub_module.RpcQueue = _LargeRpcQueue  # type: ignore[misc]
+    pubsub_module.RpcQueue = _LargeRpcQueue  # type: ignore[misc,assignment]
     pubsub_module.SUBSCRIPTION_CHANNEL_SIZE = subscription_queue_size
 
 
@@ -131,7 +134,7 @@ class MeshNode:
 
     async def run(self, *, task_status: Any = None) -> None:
         """Run the node until ``stop()``; reports itself through ``task_status`` once listening."""
-        import multiaddr
+        import multiaddr  # type: ignore[import-untyped]
         import trio
         from libp2p import new_host
         from libp2p.crypto.x25519 import create_new_key_pair as new_x25519
@@ -155,6 +158,7 @@ class MeshNode:
         except Exception as error:
             raise TransportError(f"bad multiaddr in mesh config: {error}") from error
 
+        _check_ports_free(listen)
         host = new_host(
             key_pair=key_pair,
             sec_opt={NOISE_ID: NoiseTransport(key_pair, noise_privkey=new_x25519().private_key)},
@@ -183,6 +187,12 @@ class MeshNode:
             background_trio_service(pubsub),
             background_trio_service(gossipsub),
         ):
+            # 0.8.1 logs a failed listen (e.g. port in use) and carries on deaf: refuse that.
+            listening = len(host.get_network().listeners)
+            if listening == 0:
+                raise TransportError(f"could not listen on {', '.join(config.listen)}")
+            if listening < len(listen):
+                logger.warning("listening on %d of %d addresses", listening, len(listen))
             await pubsub.wait_until_ready()
             for topic in config.topics:
                 pubsub.set_topic_validator(topic, self._validate, False)
@@ -302,7 +312,7 @@ def _origin(msg: Any) -> str:
 
 
 def _peer_info(addr: str) -> Any:
-    import multiaddr
+    import multiaddr  # type: ignore[import-untyped]
     from libp2p.peer.peerinfo import info_from_p2p_addr
 
     return info_from_p2p_addr(multiaddr.Multiaddr(addr))
@@ -439,11 +449,46 @@ def start_mesh(
     if not ready.wait(ready_timeout):
         raise TransportError(f"mesh node did not start within {ready_timeout:.0f}s")
     if "token" not in outcome:
-        error = outcome.get("error")
+        error = _first_leaf(outcome.get("error"))
         if isinstance(error, TransportError):
             raise error
         raise TransportError(f"mesh node failed to start: {error}") from error
     return MeshTransport(node, thread, outcome["token"])
+
+
+def _check_ports_free(listen: Sequence[Any]) -> None:
+    """Refuse a TCP port that is taken, which 0.8.1 would not.
+
+    0.8.1 listens with SO_REUSEPORT (for hole punching), so a second node on the same port does
+    not fail: the kernel silently shares inbound connections between the two. A plain bind
+    (SO_REUSEADDR only, so a restart over TIME_WAIT still works) tells the truth.
+    """
+    import socket
+
+    for maddr in listen:
+        names = {p.name for p in maddr.protocols()}
+        if "tcp" not in names or int(maddr.value_for_protocol("tcp")) == 0:
+            continue
+        family, ip = (
+            (socket.AF_INET6, maddr.value_for_protocol("ip6"))
+            if "ip6" in names
+            else (socket.AF_INET, maddr.value_for_protocol("ip4"))
+        )
+        port = int(maddr.value_for_protocol("tcp"))
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((ip, port))
+            except OSError as error:
+                raise TransportError(f"cannot listen on {maddr}: {error.strerror}") from error
+
+
+def _first_leaf(error: BaseException | None) -> BaseException | None:
+    """Trio wraps a failure in exception groups; the caller wants the failure itself."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        transport_errors = [e for e in error.exceptions if isinstance(e, TransportError)]
+        error = transport_errors[0] if transport_errors else error.exceptions[0]
+    return error
 
 
 def multiaddrs_of(transport: MeshTransport | MeshNode, host: str = "127.0.0.1") -> list[str]:
