@@ -229,9 +229,12 @@ class Spawner:
         mode: str,
         bootstrap: tuple[str, ...] = (),
         age_identity: Path | None = None,
+        peer_key: Path | None = None,
     ) -> PeerProcess:
         need_interop(GO_PEER, "the go-libp2p peer")
         argv = [str(GO_PEER), "-mode", mode]
+        if peer_key is not None:
+            argv += ["-peer-key", str(peer_key)]
         for addr in bootstrap:
             argv += ["-bootstrap", addr]
         if age_identity is not None:

@@ -89,3 +89,15 @@ def test_a_go_libp2p_subscriber_opens_the_armored_age_body_with_filippo_age(
     message = next(m for m in leader.messages(TOPIC_ENROL))
     assert "open_error" not in message, message.get("open_error")
     assert base64.b64decode(str(message["plaintext_b64"])) == secret
+
+
+def test_go_libp2p_reads_the_peer_key_file_and_gets_the_same_peer_id(
+    spawn: Spawner, tmp_path: Path
+) -> None:
+    from libp2p.peer.id import ID
+
+    from cooee_agent.bus.peerkey import PEER_KEY_FILE, load_or_create_peer_key
+
+    key_pair = load_or_create_peer_key(tmp_path / "state")
+    go = spawn.go("go-same-key", "relay", peer_key=tmp_path / "state" / PEER_KEY_FILE)
+    assert go.peer_id == ID.from_pubkey(key_pair.public_key).to_base58()

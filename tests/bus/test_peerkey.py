@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from cooee_agent.bus.peerkey import PEER_KEY_FILE, load_or_create_peer_key
+from cooee_agent.bus.peerkey import PEER_KEY_FILE, encode_peer_key, load_or_create_peer_key
 from cooee_agent.errors import TransportError
 
 
@@ -47,4 +48,30 @@ def test_a_non_ed25519_key_is_refused(tmp_path: Path) -> None:
 
     (tmp_path / PEER_KEY_FILE).write_bytes(create_new_key_pair().private_key.serialize())
     with pytest.raises(TransportError, match="Ed25519"):
+        load_or_create_peer_key(tmp_path)
+
+
+def test_the_peer_key_vector_in_the_protocol_document(
+    protocol_vectors: Callable[[str], list[str]], tmp_path: Path
+) -> None:
+    [line] = protocol_vectors("peer-key")
+    seed, file_hex, peer_id = line.split()
+    assert encode_peer_key(bytes.fromhex(seed)).hex() == file_hex
+    (tmp_path / PEER_KEY_FILE).write_bytes(bytes.fromhex(file_hex))
+    assert _peer_id(tmp_path) == peer_id
+
+
+def test_a_seed_only_key_as_py_libp2p_writes_it_is_read(tmp_path: Path) -> None:
+    from libp2p.crypto.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.new(bytes(range(32)))
+    (tmp_path / PEER_KEY_FILE).write_bytes(key.serialize())
+    assert _peer_id(tmp_path) == "12D3KooWA4Xop1JaT3MHxwYMkCepYsv4iPVopMXwCz5iHYdBfeSB"
+
+
+def test_a_key_whose_public_half_does_not_match_its_seed_is_refused(tmp_path: Path) -> None:
+    raw = bytearray(encode_peer_key(bytes(range(32))))
+    raw[-1] ^= 1
+    (tmp_path / PEER_KEY_FILE).write_bytes(bytes(raw))
+    with pytest.raises(TransportError, match="mismatch"):
         load_or_create_peer_key(tmp_path)

@@ -2,6 +2,7 @@
 // TCP + Noise + yamux, Ed25519 key, gossipsub with strict message signing.
 //
 //	peer -mode relay|subscribe [-port N] [-bootstrap MADDR]... [-age-identity FILE]
+//	     [-peer-key FILE]
 //
 // It joins the four COOEE topics (so it relays them) and prints JSON lines on stdout:
 // {"event":"ready",...}, {"event":"connected",...} and, in subscribe mode,
@@ -30,6 +31,7 @@ import (
 	"filippo.io/age/armor"
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -61,6 +63,7 @@ func main() {
 	mode := flag.String("mode", "relay", "relay or subscribe")
 	port := flag.Int("port", 0, "TCP port on 127.0.0.1")
 	identityFile := flag.String("age-identity", "", "age identity file to open envelope bodies")
+	keyFile := flag.String("peer-key", "", "libp2p private key file (MarshalPrivateKey form)")
 	var bootstrap multiFlag
 	flag.Var(&bootstrap, "bootstrap", "multiaddr of a peer to keep connected (repeatable)")
 	flag.Parse()
@@ -81,14 +84,27 @@ func main() {
 		}
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	h, err := libp2p.New(
+	options := []libp2p.Option{
 		libp2p.ListenAddrStrings(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", *port)),
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
-	)
+	}
+	if *keyFile != "" {
+		raw, err := os.ReadFile(*keyFile)
+		if err != nil {
+			fail(err)
+		}
+		priv, err := crypto.UnmarshalPrivateKey(raw)
+		if err != nil {
+			fail(err)
+		}
+		options = append(options, libp2p.Identity(priv))
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h, err := libp2p.New(options...)
 	if err != nil {
 		fail(err)
 	}
