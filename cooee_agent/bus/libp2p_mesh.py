@@ -7,6 +7,7 @@ Synchronous callers (the agent, the Leader, the CLI) start the node on its own t
     from cooee_agent.bus.libp2p_mesh import MeshConfig, start_mesh
     from cooee_agent.bus.transport import TOPIC_ENROL, TOPIC_ASSIGNMENT
 
+    config = MeshConfig.from_config(agent_config)      # or MeshConfig(state_dir=..., ...):
     config = MeshConfig(state_dir=Path("/var/lib/cooee-agent"),
                         listen=("/ip4/0.0.0.0/tcp/4001",),
                         bootstrap=("/ip4/10.0.0.1/tcp/4001/p2p/12D3KooW...",))
@@ -50,7 +51,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cooee_agent.bus.limits import PeerRateLimiter, RateLimit, backoff_delay
 from cooee_agent.bus.transport import (
@@ -63,6 +64,9 @@ from cooee_agent.bus.transport import (
     run_validator,
 )
 from cooee_agent.errors import TransportError
+
+if TYPE_CHECKING:
+    from cooee_agent.config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +98,16 @@ class MeshConfig:
     redial_base: float = 0.5
     redial_cap: float = 30.0
     dial_timeout: float = 10.0
+
+    @classmethod
+    def from_config(cls, config: Config) -> MeshConfig:
+        """The mesh settings of the agent's TOML configuration (``[mesh]`` and ``state_dir``)."""
+        return cls(
+            state_dir=config.state_dir,
+            listen=(config.mesh.listen,),
+            bootstrap=tuple(config.mesh.bootstrap),
+            mdns=config.mesh.mdns,
+        )
 
 
 Listener = Callable[[Message], None]

@@ -99,3 +99,26 @@ def test_a_port_in_use_is_a_transport_error(tmp_path: Path) -> None:
             )
     finally:
         first.close()
+
+
+def test_mdns_and_upnp_stay_off_unless_configured(
+    pair: tuple[MeshTransport, MeshTransport],
+) -> None:
+    for transport in pair:
+        host = transport._node._host
+        assert host.mDNS is None and host.upnp is None
+
+
+def test_mesh_settings_come_from_the_agent_configuration(tmp_path: Path) -> None:
+    from cooee_agent.config import Config
+    from cooee_agent.config import MeshConfig as MeshSection
+
+    addr = "/ip4/10.0.0.1/tcp/4001/p2p/12D3KooWA4Xop1JaT3MHxwYMkCepYsv4iPVopMXwCz5iHYdBfeSB"
+    config = Config(state_dir=tmp_path, mesh=MeshSection(listen=LOOPBACK[0], bootstrap=(addr,)))
+    mesh = MeshConfig.from_config(config)
+    assert (mesh.state_dir, mesh.listen, mesh.bootstrap, mesh.mdns) == (
+        tmp_path,
+        LOOPBACK,
+        (addr,),
+        False,
+    )
