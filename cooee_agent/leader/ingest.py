@@ -1,6 +1,10 @@
 """The Leader's ingest pipeline: open and verify an enrolment envelope, apply it to the registry
 (replay cache included), and seal the assignment back to the agent. It never raises for bad
-input: every refusal is an IngestResult with its reason, logged once."""
+input: every refusal is an IngestResult with its reason, logged once.
+
+An agent's outbox resends the same enrolment bytes until its assignment arrives. Such a resend is
+still refused (``replayed``, or ``stale`` once old), but when it repeats an enrolment that was
+accepted, the result carries the stored assignment so a server can send it again."""
 
 from __future__ import annotations
 
@@ -14,9 +18,15 @@ from pathlib import Path
 from cooee_agent.enrolment.build import new_nonce
 from cooee_agent.enrolment.errors import RejectedError
 from cooee_agent.enrolment.keys import LeaderKeys, load_leader_keys
-from cooee_agent.enrolment.records import Assignment, SlotToken, now_text, parse_time
+from cooee_agent.enrolment.records import (
+    Assignment,
+    EnrolmentRecord,
+    SlotToken,
+    now_text,
+    parse_time,
+)
 from cooee_agent.enrolment.sealing import DEFAULT_WINDOW, Window, open_enrolment, seal_assignment
-from cooee_agent.leader.registry import REGISTRY_FILE, Registry
+from cooee_agent.leader.registry import REGISTRY_FILE, HostView, Registry
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +46,10 @@ class IngestResult:
     hostname: str | None = None
     mac: str | None = None
     tokens: tuple[SlotToken, ...] = ()
-    assignment_envelope: bytes | None = None  # sealed to the agent's age recipient
+    # Sealed to the agent's age recipient: the new assignment when accepted, or the stored one
+    # when a refused envelope repeats an accepted enrolment (``resend`` is then True).
+    assignment_envelope: bytes | None = None
+    resend: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -102,12 +115,32 @@ class Leader:
             return False
         return any(hmac.compare_digest(join_token, known) for known in self.join_tokens)
 
+    def _sealer(self, moment: datetime):  # type: ignore[no-untyped-def]
+        def seal(record: EnrolmentRecord, host_id: int, tokens: tuple[SlotToken, ...]) -> bytes:
+            assignment = Assignment(
+                nonce=new_nonce(),
+                issued_at=now_text(moment),
+                enrolment_nonce=record.nonce,
+                agent_key=record.agent_ed25519,
+                host_id=host_id,
+                hostname=record.host.hostname,
+                mac=record.host.mac,
+                slots=tokens,
+            )
+            return seal_assignment(assignment, self.keys, record.agent_age, sent_at=moment)
+
+        return seal
+
     def ingest(self, envelope: bytes, *, now: datetime | None = None) -> IngestResult:
         """Open, verify and apply one enrolment envelope; never raises for what it was sent."""
         moment = now if now is not None else datetime.now(UTC)
         try:
             record, _ = open_enrolment(envelope, self.keys, window=self.window, now=moment)
         except RejectedError as error:
+            if error.reason == "stale":
+                resent = self._resend_of_stale(envelope, moment)
+                if resent is not None:
+                    return resent
             log.warning("refused enrolment: %s: %s", error.reason, error.detail)
             return IngestResult(False, error.reason, error.detail)
         expires = int(parse_time(record.issued_at).timestamp())
@@ -117,12 +150,29 @@ class Leader:
             now=moment,
             nonce_expires_at=expires,
             admitted=self._admitted(record.join_token),
+            seal=self._sealer(moment),
         )
         common = {
             "host_id": outcome.host_id,
             "hostname": record.host.hostname,
             "mac": record.host.mac,
         }
+        if outcome.reason == "replayed":
+            stored = self.registry.stored_assignment(record.nonce, record.agent_ed25519)
+            if stored is not None:
+                log.info(
+                    "resent enrolment %s of %s: sending its assignment again",
+                    record.nonce,
+                    record.host.hostname,
+                )
+                return IngestResult(
+                    False,
+                    outcome.reason,
+                    outcome.detail,
+                    assignment_envelope=stored,
+                    resend=True,
+                    **common,  # type: ignore[arg-type]
+                )
         if not outcome.accepted:
             log.warning(
                 "refused enrolment of %s: %s: %s",
@@ -132,23 +182,43 @@ class Leader:
             )
             return IngestResult(False, outcome.reason, outcome.detail, **common)  # type: ignore[arg-type]
         assert outcome.host_id is not None
-        assignment = Assignment(
-            nonce=new_nonce(),
-            issued_at=now_text(moment),
-            enrolment_nonce=record.nonce,
-            agent_key=record.agent_ed25519,
-            host_id=outcome.host_id,
-            hostname=record.host.hostname,
-            mac=record.host.mac,
-            slots=outcome.tokens,
-        )
-        sealed = seal_assignment(assignment, self.keys, record.agent_age, sent_at=moment)
         log.info("assigned host_id %d to %s", outcome.host_id, record.host.hostname)
         return IngestResult(
             True,
             "accepted",
             outcome.detail,
             tokens=outcome.tokens,
-            assignment_envelope=sealed,
+            assignment_envelope=outcome.assignment_envelope,
             **common,  # type: ignore[arg-type]
         )
+
+    def _resend_of_stale(self, envelope: bytes, moment: datetime) -> IngestResult | None:
+        """A stale envelope that repeats an accepted enrolment still gets its stored assignment:
+        a Leader that was down longer than the window must not strand the agents' outboxes."""
+        ageless = Window(max_age_s=10 * 365 * 86400, max_skew_s=self.window.max_skew_s)
+        try:
+            record, _ = open_enrolment(envelope, self.keys, window=ageless, now=moment)
+        except RejectedError:
+            return None
+        stored = self.registry.stored_assignment(record.nonce, record.agent_ed25519)
+        if stored is None:
+            return None
+        log.info(
+            "stale resend of enrolment %s of %s: sending its assignment again",
+            record.nonce,
+            record.host.hostname,
+        )
+        return IngestResult(
+            False,
+            "stale",
+            f"enrolment {record.nonce} is older than the freshness window; it was accepted before",
+            hostname=record.host.hostname,
+            mac=record.host.mac,
+            assignment_envelope=stored,
+            resend=True,
+        )
+
+    def approve(self, selector: str, *, now: datetime | None = None) -> HostView:
+        """``Registry.approve`` that also stores the assignment answering the held enrolment."""
+        moment = now if now is not None else datetime.now(UTC)
+        return self.registry.approve(selector, now=moment, seal=self._sealer(moment))

@@ -1,6 +1,7 @@
-"""The Leader's registry: hosts, their pinned keys, slots and agents, host_id assignment, and the
-replay cache, in one SQLite file (WAL). Every change is one BEGIN IMMEDIATE transaction, so
-concurrent ingesters serialise and a crash leaves either all of an enrolment or none of it.
+"""The Leader's registry: hosts, their pinned keys, slots and agents, host_id assignment, the
+replay cache, the assignments sent (for resends) and each host's presence, in one SQLite file
+(WAL). Every change is one BEGIN IMMEDIATE transaction, so concurrent ingesters serialise and a
+crash leaves either all of an enrolment (its assignment included) or none of it.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import hmac
 import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -69,7 +70,34 @@ CREATE TABLE IF NOT EXISTS nonces (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS nonces_expiry ON nonces (expires_at);
+CREATE TABLE IF NOT EXISTS assignments (
+    enrolment_nonce TEXT PRIMARY KEY,
+    host_row INTEGER NOT NULL REFERENCES hosts (row),
+    agent_key TEXT NOT NULL,
+    envelope BLOB NOT NULL,
+    stored_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS assignments_host ON assignments (host_row);
+CREATE TABLE IF NOT EXISTS presence (
+    host_row INTEGER PRIMARY KEY REFERENCES hosts (row),
+    state TEXT NOT NULL CHECK (state IN ('online', 'offline', 'left')),
+    last_seen TEXT NOT NULL,
+    deadline REAL NOT NULL,
+    issued_at TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    interval_s INTEGER,
+    reason TEXT,
+    slots TEXT NOT NULL
+);
 """
+
+# Assignments kept per host for resends: an agent's outbox may still hold an enrolment or two that
+# a later one superseded, and each is retired only by the assignment that answers it.
+ASSIGNMENTS_KEPT = 4
+# How the announced slot states sum up to one word for the host, worst first.
+SLOT_STATE_ORDER = ("degraded", "draining", "busy", "available")
+
+Sealer = Callable[[EnrolmentRecord, int, tuple[SlotToken, ...]], bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +108,40 @@ class Outcome:
     detail: str
     host_id: int | None = None
     tokens: tuple[SlotToken, ...] = ()
+    assignment_envelope: bytes | None = None
 
     @property
     def accepted(self) -> bool:
         return self.reason == "accepted"
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedHost:
+    """An active host found by its pinned agent key."""
+
+    row: int
+    host_id: int
+    hostname: str
+    mac: str
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """What the Leader last heard from a host: ``state`` is online, offline or left."""
+
+    state: str
+    last_seen: str
+    issued_at: str
+    seq: int
+    interval_s: int | None
+    reason: str | None
+    slots: tuple[dict[str, Any], ...]
+
+    @property
+    def agent_state(self) -> str | None:
+        """The worst announced slot state (degraded > draining > busy > available)."""
+        states = {str(s.get("state")) for s in self.slots}
+        return next((state for state in SLOT_STATE_ORDER if state in states), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +156,16 @@ class HostView:
     last_enrolled: str | None
     slots: tuple[dict[str, Any], ...]
     agents: tuple[dict[str, Any], ...]
+    presence: Presence | None = None
+
+    @property
+    def state(self) -> str:
+        """online, offline, left, or unknown (no availability heard yet)."""
+        return "unknown" if self.presence is None else self.presence.state
 
     def to_dict(self) -> dict[str, Any]:
+        presence = self.presence
+        announced = {} if presence is None else {s["slot"]: s for s in presence.slots}
         return {
             "host_id": self.host_id,
             "hostname": self.hostname,
@@ -109,9 +175,25 @@ class HostView:
             "ed25519": self.ed25519,
             "first_seen": self.first_seen,
             "last_enrolled": self.last_enrolled,
-            "slots": list(self.slots),
+            "slots": [
+                {**slot, "availability": _slot_metrics(announced.get(slot["slot"]))}
+                for slot in self.slots
+            ],
             "agents": list(self.agents),
+            "state": self.state,
+            "online": self.state == "online",
+            "last_seen": None if presence is None else presence.last_seen,
+            "agent_state": None if presence is None else presence.agent_state,
+            "seq": None if presence is None else presence.seq,
+            "interval_s": None if presence is None else presence.interval_s,
+            "left_reason": presence.reason if presence and presence.state == "left" else None,
         }
+
+
+def _slot_metrics(announced: dict[str, Any] | None) -> dict[str, Any] | None:
+    if announced is None:
+        return None
+    return {k: v for k, v in announced.items() if k not in ("slot", "token")}
 
 
 class Registry:
@@ -121,7 +203,10 @@ class Registry:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = path
         # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE.
-        self._db = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
+        # Not shared between threads at once, but may be handed to the thread that serves.
+        self._db = sqlite3.connect(
+            path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         # In WAL mode NORMAL is durable against a crash of this process (not of the machine).
@@ -160,11 +245,14 @@ class Registry:
         now: datetime,
         nonce_expires_at: int,
         admitted: bool = True,
+        seal: Sealer | None = None,
     ) -> Outcome:
         """Apply a verified enrolment; ``admitted`` is False when a new host lacks a join token.
 
         The nonce is checked and recorded in the same transaction as the host change, so a crash
-        never leaves a recorded nonce without its registry change or the other way round.
+        never leaves a recorded nonce without its registry change or the other way round. When
+        accepted, ``seal(record, host_id, tokens)`` makes the assignment envelope, which is stored
+        in that transaction too (``stored_assignment`` finds it for a resent enrolment).
         """
         stamp = now_text(now)
         try:
@@ -173,7 +261,15 @@ class Registry:
                 if db.execute("SELECT 1 FROM nonces WHERE nonce = ?", (record.nonce,)).fetchone():
                     return Outcome("replayed", f"nonce {record.nonce} was already seen")
                 db.execute("INSERT INTO nonces VALUES (?, ?)", (record.nonce, nonce_expires_at))
-                return self._enrol_host(db, record, stamp, admitted)
+                outcome = self._enrol_host(db, record, stamp, admitted)
+                if outcome.accepted and seal is not None:
+                    assert outcome.host_id is not None
+                    envelope = seal(record, outcome.host_id, outcome.tokens)
+                    self._store_assignment(db, record, envelope, stamp)
+                    return Outcome(
+                        outcome.reason, outcome.detail, outcome.host_id, outcome.tokens, envelope
+                    )
+                return outcome
         except HostIdExhausted as error:
             return Outcome("exhausted", str(error))
 
@@ -294,6 +390,129 @@ class Registry:
         )
         return tuple(tokens)
 
+    def _store_assignment(
+        self, db: sqlite3.Connection, record: EnrolmentRecord, envelope: bytes, stamp: str
+    ) -> None:
+        row = db.execute(
+            "SELECT row FROM hosts WHERE hostname = ? AND mac = ?",
+            (record.host.hostname, record.host.mac),
+        ).fetchone()["row"]
+        db.execute(
+            "INSERT OR REPLACE INTO assignments VALUES (?, ?, ?, ?, ?)",
+            (record.nonce, row, record.agent_ed25519, envelope, stamp),
+        )
+        db.execute(
+            "DELETE FROM assignments WHERE host_row = ? AND enrolment_nonce NOT IN (SELECT"
+            " enrolment_nonce FROM assignments WHERE host_row = ? ORDER BY rowid DESC LIMIT ?)",
+            (row, row, ASSIGNMENTS_KEPT),
+        )
+
+    def stored_assignment(self, enrolment_nonce: str, agent_key: str) -> bytes | None:
+        """The assignment sent for this enrolment, if it is one of its host's latest and the host
+        is still active with the same pinned key (a revoked or re-keyed host gets nothing)."""
+        row = self._db.execute(
+            "SELECT a.envelope, a.agent_key, h.ed25519, h.status FROM assignments a"
+            " JOIN hosts h ON h.row = a.host_row WHERE a.enrolment_nonce = ?",
+            (enrolment_nonce,),
+        ).fetchone()
+        if row is None or row["status"] != "active" or row["ed25519"] is None:
+            return None
+        if not (
+            hmac.compare_digest(row["agent_key"], agent_key)
+            and hmac.compare_digest(row["ed25519"], agent_key)
+        ):
+            return None
+        return bytes(row["envelope"])
+
+    # -- presence ------------------------------------------------------------------------------
+
+    def pinned_host(self, ed25519: str) -> PinnedHost | None:
+        """The active host whose pinned agent key this is (None for unknown or unpinned keys)."""
+        row = self._db.execute(
+            "SELECT row, host_id, hostname, mac FROM hosts WHERE ed25519 = ? AND status = 'active'",
+            (ed25519,),
+        ).fetchone()
+        if row is None or row["host_id"] is None:
+            return None
+        return PinnedHost(row["row"], row["host_id"], row["hostname"], row["mac"])
+
+    def known_key(self, ed25519: str) -> sqlite3.Row | None:
+        """The host that pinned this key or holds it pending (for calls from unassigned agents)."""
+        return self._db.execute(
+            "SELECT row, host_id, hostname, mac, status FROM hosts"
+            " WHERE ed25519 = ? OR pending_ed25519 = ? ORDER BY ed25519 = ? DESC LIMIT 1",
+            (ed25519, ed25519, ed25519),
+        ).fetchone()
+
+    def record_presence(
+        self,
+        host: PinnedHost,
+        record: dict[str, Any],
+        *,
+        now: datetime,
+        deadline: float,
+    ) -> str | None:
+        """Apply an availability or leaving record; returns the previous state ('' for none), or
+        None when it is not newer than the last one applied (a replay or reordering: dropped).
+
+        Newer means a greater (issued_at, seq): seq orders heartbeats within a second, and a
+        signed later issued_at lets an agent whose counter restarted be heard again.
+        """
+        leaving = record["kind"] == "leaving"
+        with self._transaction() as db:
+            last = db.execute(
+                "SELECT state, issued_at, seq FROM presence WHERE host_row = ?", (host.row,)
+            ).fetchone()
+            if last is not None and (record["issued_at"], record["seq"]) <= (
+                last["issued_at"],
+                last["seq"],
+            ):
+                return None
+            slots = "[]" if leaving else canonical(record["slots"]).decode("utf-8")
+            db.execute(
+                "INSERT INTO presence (host_row, state, last_seen, deadline, issued_at, seq,"
+                " interval_s, reason, slots) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (host_row) DO UPDATE SET state = excluded.state,"
+                " last_seen = excluded.last_seen, deadline = excluded.deadline,"
+                " issued_at = excluded.issued_at, seq = excluded.seq,"
+                " interval_s = coalesce(excluded.interval_s, interval_s),"
+                " reason = excluded.reason,"
+                " slots = CASE WHEN ? THEN slots ELSE excluded.slots END",
+                (
+                    host.row,
+                    "left" if leaving else "online",
+                    now_text(now),
+                    deadline,
+                    record["issued_at"],
+                    record["seq"],
+                    None if leaving else record["interval_s"],
+                    record["reason"] if leaving else None,
+                    slots,
+                    leaving,
+                ),
+            )
+            return "" if last is None else str(last["state"])
+
+    def sweep_offline(self, now: datetime) -> list[tuple[int, str]]:
+        """Mark offline every online host whose deadline passed; returns their (host_id, name)."""
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT p.host_row, h.host_id, h.hostname FROM presence p JOIN hosts h"
+                " ON h.row = p.host_row WHERE p.state = 'online' AND p.deadline < ?",
+                (now.timestamp(),),
+            ).fetchall()
+            db.executemany(
+                "UPDATE presence SET state = 'offline' WHERE host_row = ?",
+                [(r["host_row"],) for r in rows],
+            )
+        return [(r["host_id"], r["hostname"]) for r in rows]
+
+    def next_deadline(self) -> float | None:
+        """The earliest deadline of an online host (seconds since the epoch), if any."""
+        row = self._db.execute("SELECT min(deadline) FROM presence WHERE state = 'online'")
+        value = row.fetchone()[0]
+        return None if value is None else float(value)
+
     # -- operator actions ----------------------------------------------------------------------
 
     def _find(self, db: sqlite3.Connection, selector: str) -> sqlite3.Row:
@@ -319,8 +538,12 @@ class Registry:
             raise RegistryError(f"{selector!r} matches several hosts ({names}); name hostname/mac")
         return rows[0]
 
-    def approve(self, selector: str, *, now: datetime) -> HostView:
-        """Admit a pending new host (assigning its id) or pin a returning host's new key."""
+    def approve(self, selector: str, *, now: datetime, seal: Sealer | None = None) -> HostView:
+        """Admit a pending new host (assigning its id) or pin a returning host's new key.
+
+        With ``seal``, the assignment answering the held enrolment is stored, so the agent's
+        outbox, still resending that enrolment, gets it without enrolling anew.
+        """
         with self._transaction() as db:
             host = self._find(db, selector)
             if host["pending_ed25519"] is None:
@@ -332,7 +555,12 @@ class Registry:
             if host_id is None:
                 host_id = self._free_host_id(db)
                 db.execute("UPDATE hosts SET host_id = ? WHERE row = ?", (host_id, host["row"]))
-            self._apply(db, host["row"], host_id, record, host["pending_record"], now_text(now))
+            tokens = self._apply(
+                db, host["row"], host_id, record, host["pending_record"], now_text(now)
+            )
+            if seal is not None:
+                envelope = seal(record, host_id, tokens)
+                self._store_assignment(db, record, envelope, now_text(now))
             log.warning("operator approved %s/%s", host["hostname"], host["mac"])
             return self._view(db, host["row"])
 
@@ -373,6 +601,18 @@ class Registry:
             "SELECT slot, key, model, gpu_id FROM agents WHERE host_row = ? ORDER BY slot, model",
             (row,),
         ).fetchall()
+        seen = db.execute("SELECT * FROM presence WHERE host_row = ?", (row,)).fetchone()
+        presence = None
+        if seen is not None:
+            presence = Presence(
+                state=seen["state"],
+                last_seen=seen["last_seen"],
+                issued_at=seen["issued_at"],
+                seq=seen["seq"],
+                interval_s=seen["interval_s"],
+                reason=seen["reason"],
+                slots=tuple(loads(seen["slots"].encode("utf-8"), "stored slots")),
+            )
         return HostView(
             host_id=host["host_id"],
             hostname=host["hostname"],
@@ -391,6 +631,7 @@ class Registry:
                 }
                 for a in agents
             ),
+            presence=presence,
         )
 
     def check(self) -> list[str]:

@@ -37,13 +37,19 @@ def good(keys: AgentKeys, leader_keys: LeaderKeys) -> bytes:
     return seal_enrolment(record(keys, issued_at=NOW), keys, leader_keys.bundle, sent_at=NOW)
 
 
-def refused(leader: Leader, envelope: bytes, reason: str, match: str = "") -> None:
-    """Refused with ``reason``; registry and replay cache untouched; the Leader still works."""
+def refused(
+    leader: Leader, envelope: bytes, reason: str, match: str = "", *, resend: bytes | None = None
+) -> None:
+    """Refused with ``reason``; registry and replay cache untouched; the Leader still works.
+
+    ``resend``: the assignment a repeat of an accepted enrolment must carry again, byte for byte.
+    """
     before = snapshot(leader)
     result = leader.ingest(envelope, now=NOW)
     assert (result.accepted, result.reason) == (False, reason), result.detail
     assert match in result.detail
-    assert result.assignment_envelope is None
+    assert result.assignment_envelope == resend
+    assert result.resend == (resend is not None)
     assert snapshot(leader) == before
     fresh = agent_keys()
     bundle = leader.keys.bundle
@@ -76,17 +82,18 @@ def test_changing_the_signature_is_a_bad_signature(leader: Leader, good: bytes) 
 
 
 def test_the_same_envelope_twice_is_replayed(leader: Leader, good: bytes) -> None:
-    assert leader.ingest(good, now=NOW).accepted
-    refused(leader, good, "replayed", "already seen")
+    first = leader.ingest(good, now=NOW)
+    assert first.accepted and first.assignment_envelope is not None
+    refused(leader, good, "replayed", "already seen", resend=first.assignment_envelope)
 
 
 def test_a_resealed_record_with_a_used_nonce_is_replayed(
     leader: Leader, keys: AgentKeys, leader_keys: LeaderKeys
 ) -> None:
     rec = record(keys, issued_at=NOW)
-    assert leader.ingest(seal_enrolment(rec, keys, leader_keys.bundle, sent_at=NOW), now=NOW)
+    first = leader.ingest(seal_enrolment(rec, keys, leader_keys.bundle, sent_at=NOW), now=NOW)
     again = seal_enrolment(rec, keys, leader_keys.bundle, sent_at=NOW + timedelta(seconds=5))
-    refused(leader, again, "replayed")
+    refused(leader, again, "replayed", resend=first.assignment_envelope)
 
 
 @pytest.mark.parametrize(
