@@ -1,0 +1,100 @@
+"""Availability at the Leader: verify heartbeats and leaving announcements against the hosts'
+pinned agent keys, apply the newer ones to the registry, and say who came back or left."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from cooee_agent.enrolment import b64
+from cooee_agent.enrolment.errors import RejectedError
+from cooee_agent.enrolment.records import TOKEN_VERSION
+from cooee_agent.enrolment.sealing import DEFAULT_WINDOW, Window, open_plain
+from cooee_agent.identity import token as codec
+from cooee_agent.leader.registry import Registry
+
+log = logging.getLogger(__name__)
+
+# "Offline after three missed intervals" (the agent announces its interval in each heartbeat).
+MISSED_INTERVALS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """What became of one availability/leaving envelope: ``reason`` is ``applied`` or why not
+    (a section 6 rejection reason, ``unknown-key``, ``key-mismatch`` or ``replayed``)."""
+
+    applied: bool
+    reason: str
+    detail: str
+    host_id: int | None = None
+    state: str | None = None  # the host's state now: online or left
+    previous: str | None = None  # its state before: online, offline, left, or '' (never heard)
+
+
+def hear_presence(
+    registry: Registry,
+    data: bytes,
+    *,
+    now: datetime,
+    window: Window = DEFAULT_WINDOW,
+    offline_after: float | None = None,
+) -> Heard:
+    """Verify and apply one envelope from the availability topic; never raises for its content.
+
+    ``offline_after`` (seconds) fixes the silence after which the host counts as offline; None
+    means three of the intervals the host announces.
+    """
+    try:
+        record, sender = open_plain(data, window=window, now=now)
+    except RejectedError as error:
+        return _refused(error.reason, error.detail)
+    kind = record["kind"]
+    if kind not in ("availability", "leaving"):
+        return _refused("schema", f"a {kind} record on the availability topic")
+    key = b64.encode(sender)
+    host = registry.pinned_host(key)
+    if host is None:
+        return _refused("unknown-key", f"sender {key} is not the pinned key of an active host")
+    if record["host_id"] != host.host_id:
+        return _refused(
+            "key-mismatch",
+            f"{kind} names host_id {record['host_id']}; the key is pinned to {host.host_id}",
+        )
+    if kind == "availability":
+        for slot in record["slots"]:
+            if slot["token"] != codec.encode(TOKEN_VERSION, host.host_id, slot["slot"]):
+                return _refused(
+                    "key-mismatch",
+                    f"slot {slot['slot']} token {slot['token']} is not host_id {host.host_id}'s",
+                )
+        silence = (
+            offline_after if offline_after is not None else MISSED_INTERVALS * record["interval_s"]
+        )
+        deadline = now.timestamp() + silence
+    else:
+        deadline = now.timestamp()
+    previous = registry.record_presence(host, record, now=now, deadline=deadline)
+    if previous is None:
+        return _refused(
+            "replayed",
+            f"{kind} seq {record['seq']} at {record['issued_at']} of host_id {host.host_id}"
+            " is not newer than the last one",
+        )
+    state = "left" if kind == "leaving" else "online"
+    if state == "left":
+        log.info("host_id %d (%s) left: %s", host.host_id, host.hostname, record["reason"])
+    elif previous != "online":
+        log.info(
+            "host_id %d (%s) is online%s",
+            host.host_id,
+            host.hostname,
+            f" again (was {previous})" if previous else "",
+        )
+    return Heard(True, "applied", kind, host.host_id, state, previous)
+
+
+def _refused(reason: str, detail: str) -> Heard:
+    log.warning("refused availability: %s: %s", reason, detail)
+    return Heard(False, reason, detail)

@@ -1,0 +1,250 @@
+"""The Leader as a COOEE peer: answers enrolments with assignments, tracks availability, keeps the
+calls for intervention. The transport is injected (the libp2p mesh, or a MemoryBus in tests).
+
+    service = LeaderService(leader, transport, calls=book)   # subscribes at once
+    service.run(stop_event)            # blocking: handles messages, marks silent hosts offline
+    # or, step by step (tests):
+    service.drain(); service.sweep()
+
+Every message is handled on the thread that runs the service, so the SQLite connections of the
+Leader and the call book are only ever used by one thread at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cooee_agent.bus.transport import (
+    MAX_MESSAGE_BYTES,
+    TOPIC_ASSIGNMENT,
+    TOPIC_AVAILABILITY,
+    TOPIC_ENROL,
+    TOPIC_INTERVENTION,
+    Message,
+    Subscription,
+    Transport,
+)
+from cooee_agent.errors import TransportError
+from cooee_agent.leader.availability import hear_presence
+from cooee_agent.leader.calls import CallBook, hear_call
+from cooee_agent.leader.ingest import IngestResult, Leader
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+# The envelope kinds each topic carries (docs/PROTOCOL.md section 8).
+TOPIC_KINDS: dict[str, frozenset[str]] = {
+    TOPIC_ENROL: frozenset({"enrolment"}),
+    TOPIC_ASSIGNMENT: frozenset({"assignment"}),
+    TOPIC_AVAILABILITY: frozenset({"availability", "leaving"}),
+    TOPIC_INTERVENTION: frozenset({"intervention"}),
+}
+SERVED_TOPICS = (TOPIC_ENROL, TOPIC_AVAILABILITY, TOPIC_INTERVENTION)
+# Registry outcomes an operator has to act on; the Leader raises a call for each.
+OPERATOR_OUTCOMES = {
+    "pending": ("warning", "key-change-pending"),
+    "not-approved": ("warning", "approval-pending"),
+    "exhausted": ("critical", "host-ids-exhausted"),
+}
+
+
+def envelope_validator(topic: str, data: bytes, from_peer: str) -> bool:
+    """Mesh validator: drop what is not even shaped like an envelope of this topic, cheaply
+    (no signature or decryption; the handlers verify). A dropped message is not relayed."""
+    kinds = TOPIC_KINDS.get(topic)
+    if kinds is None or len(data) > MAX_MESSAGE_BYTES or not data.startswith(b"{"):
+        return False
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    return (
+        isinstance(value, dict)
+        and value.get("v") == 1
+        and value.get("kind") in kinds
+        and isinstance(value.get("sig"), str)
+        and isinstance(value.get("sender"), str)
+        and "body" in value
+    )
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """What the service did with one message: its topic and the outcome's reason."""
+
+    topic: str
+    reason: str
+    published: bool = False
+
+
+class LeaderService:
+    """One Leader on one transport. ``offline_after`` None: three of each host's intervals."""
+
+    def __init__(
+        self,
+        leader: Leader,
+        transport: Transport,
+        *,
+        calls: CallBook | None = None,
+        clock: Clock = _utcnow,
+        offline_after: float | None = None,
+        resend_gap_s: float = 1.0,
+    ) -> None:
+        self.leader = leader
+        self.transport = transport
+        self.calls = calls
+        self.clock = clock
+        self.offline_after = offline_after
+        self.resend_gap_s = resend_gap_s
+        self._resent: OrderedDict[bytes, float] = OrderedDict()
+        self._subscriptions: dict[str, Subscription] = {
+            topic: transport.subscribe(topic) for topic in SERVED_TOPICS
+        }
+
+    # -- handling ------------------------------------------------------------------------------
+
+    def handle(self, message: Message) -> Handled:
+        """Handle one message; logs and swallows every failure so no message stops the Leader."""
+        try:
+            if message.topic == TOPIC_ENROL:
+                return self._enrol(message)
+            if message.topic == TOPIC_AVAILABILITY:
+                heard = hear_presence(
+                    self.leader.registry,
+                    message.data,
+                    now=self.clock(),
+                    window=self.leader.window,
+                    offline_after=self.offline_after,
+                )
+                return Handled(message.topic, heard.reason)
+            if message.topic == TOPIC_INTERVENTION:
+                if self.calls is None:
+                    return Handled(message.topic, "ignored")
+                call = hear_call(
+                    self.leader.registry,
+                    self.calls,
+                    message.data,
+                    now=self.clock(),
+                    window=self.leader.window,
+                )
+                return Handled(message.topic, call.reason)
+        except Exception:
+            log.exception(
+                "failed to handle a message on %s from %s", message.topic, message.from_peer
+            )
+            return Handled(message.topic, "error")
+        return Handled(message.topic, "ignored")
+
+    def _enrol(self, message: Message) -> Handled:
+        result = self.leader.ingest(message.data, now=self.clock())
+        if result.assignment_envelope is not None and self._may_send(result):
+            try:
+                self.transport.publish(TOPIC_ASSIGNMENT, result.assignment_envelope)
+            except TransportError as error:
+                # The agent resends its enrolment until it is answered; the next one retries.
+                log.warning("could not publish the assignment of %s: %s", result.hostname, error)
+                return Handled(message.topic, result.reason)
+            return Handled(message.topic, result.reason, published=True)
+        if result.reason in OPERATOR_OUTCOMES and self.calls is not None:
+            severity, reason = OPERATOR_OUTCOMES[result.reason]
+            self.calls.record_leader_call(
+                hostname=result.hostname or "unknown",
+                mac=result.mac,
+                host_id=result.host_id,
+                severity=severity,
+                reason=reason,
+                detail=result.detail,
+                now=self.clock(),
+            )
+        return Handled(message.topic, result.reason)
+
+    def _may_send(self, result: IngestResult) -> bool:
+        """A resend is answered at most once per ``resend_gap_s`` per assignment, so a peer that
+        replays an enrolment at a high rate cannot make the Leader flood the mesh."""
+        if not result.resend:
+            return True
+        assert result.assignment_envelope is not None
+        digest = hashlib.sha256(result.assignment_envelope).digest()
+        now = time.monotonic()
+        last = self._resent.pop(digest, None)
+        if last is not None and now - last < self.resend_gap_s:
+            self._resent[digest] = last
+            return False
+        self._resent[digest] = now
+        while len(self._resent) > 4096:
+            self._resent.popitem(last=False)
+        return True
+
+    def sweep(self) -> list[tuple[int, str]]:
+        """Mark offline the hosts silent past their deadline; returns their (host_id, hostname)."""
+        gone = self.leader.registry.sweep_offline(self.clock())
+        for host_id, hostname in gone:
+            log.warning("host_id %d (%s) is offline: no heartbeat in time", host_id, hostname)
+        return gone
+
+    # -- loops ---------------------------------------------------------------------------------
+
+    def drain(self) -> list[Handled]:
+        """Handle every message already received, without waiting (tests step with this)."""
+        handled = []
+        progress = True
+        while progress:
+            progress = False
+            for subscription in self._subscriptions.values():
+                message = subscription.get(timeout=0)
+                if message is not None:
+                    handled.append(self.handle(message))
+                    progress = True
+        return handled
+
+    def run(self, stop: threading.Event, *, tick_s: float = 1.0) -> None:
+        """Serve until ``stop`` is set: messages in arrival order, an offline sweep every tick."""
+        inbox: queue.Queue[Message] = queue.Queue()
+        pumps = [
+            threading.Thread(
+                target=_pump, args=(sub, inbox, stop), name=f"leader-{topic}", daemon=True
+            )
+            for topic, sub in self._subscriptions.items()
+        ]
+        for pump in pumps:
+            pump.start()
+        next_sweep = 0.0
+        while not stop.is_set():
+            if time.monotonic() >= next_sweep:
+                try:
+                    self.sweep()
+                except Exception:
+                    log.exception("offline sweep failed")
+                next_sweep = time.monotonic() + tick_s
+            try:
+                message = inbox.get(timeout=max(0.0, min(tick_s, next_sweep - time.monotonic())))
+            except queue.Empty:
+                continue
+            self.handle(message)
+
+    def close(self) -> None:
+        for subscription in self._subscriptions.values():
+            subscription.close()
+
+
+def _pump(subscription: Subscription, inbox: queue.Queue[Message], stop: threading.Event) -> None:
+    while not stop.is_set():
+        message = subscription.get(timeout=0.5)
+        if message is not None:
+            inbox.put(message)
+        elif subscription.closed:
+            return
