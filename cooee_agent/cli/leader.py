@@ -1,4 +1,5 @@
-"""``cooee-agent leader keygen|bundle|ingest|list|approve|revoke``: the reference Leader by hand."""
+"""``cooee-agent leader keygen|bundle|serve|ingest|list|approve|revoke|calls``: the reference
+Leader, on the mesh or by hand."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ from cooee_agent.cli.state import STATE
 from cooee_agent.enrolment.paths import DEFAULT_STATE_DIR, STATE_DIR_ENV
 from cooee_agent.errors import CooeeError
 
-app = typer.Typer(help="Run the reference Leader's registry by hand.", no_args_is_help=True)
+app = typer.Typer(help="Run the reference Leader: on the mesh, or by hand.", no_args_is_help=True)
+calls_app = typer.Typer(
+    help="Calls for human intervention: list the open ones; close one.",
+    invoke_without_command=True,
+)
+app.add_typer(calls_app, name="calls")
+
+ADDRS_FILE = "leader.addrs"
 
 STATE_DIR = typer.Option(
     DEFAULT_STATE_DIR,
@@ -136,9 +144,13 @@ def list_hosts(
         status = "active, key change pending" if host.key_change_pending else host.status
         host_id = "-" if host.host_id is None else str(host.host_id)
         tokens = " ".join(str(slot["token"]) for slot in host.slots)
+        seen = host.presence
+        state = host.state if seen is None else f"{host.state} since {seen.last_seen}"
+        if seen is not None and seen.agent_state and host.state == "online":
+            state = f"online ({seen.agent_state}), last seen {seen.last_seen}"
         typer.echo(
             f"{host_id:>4}  {host.hostname}  {host.mac}  {status}  "
-            f"{len(host.agents)} agent(s)  {tokens}"
+            f"{len(host.agents)} agent(s)  {tokens}  {state}"
         )
 
 
@@ -148,8 +160,12 @@ def approve(
     state_dir: Path = STATE_DIR,
 ) -> None:
     """Admit a held host, or pin the new key of a host that returned with a different one."""
-    with _registry(state_dir) as registry:
-        view = registry.approve(host, now=datetime.now(UTC))
+    from cooee_agent.leader.ingest import Leader
+
+    _registry(state_dir).close()  # the same "no registry" error as the other verbs
+    with Leader(state_dir) as leader:
+        # Also seals and stores the assignment, answered when the agent resends its enrolment.
+        view = leader.approve(host, now=datetime.now(UTC))
     typer.echo(f"approved {view.hostname} ({view.mac}) as host_id {view.host_id}")
 
 
@@ -162,3 +178,125 @@ def revoke(
     with _registry(state_dir) as registry:
         view = registry.revoke(host)
     typer.echo(f"revoked {view.hostname} ({view.mac}), host_id {view.host_id}")
+
+
+@app.command()
+def serve(
+    state_dir: Path = STATE_DIR,
+    listen: list[str] = typer.Option(
+        ["/ip4/0.0.0.0/tcp/4001"],
+        "--listen",
+        help="Multiaddr to listen on (repeatable); dev and tests use /ip4/127.0.0.1/tcp/PORT.",
+    ),
+    bootstrap: list[str] = typer.Option(
+        [], "--bootstrap", help="Peer multiaddr with /p2p/<id> to keep connected (repeatable)."
+    ),
+    offline_after: float | None = typer.Option(
+        None,
+        "--offline-after",
+        min=0.1,
+        help="Seconds without a heartbeat before a host is offline "
+        "(default: three of the intervals the host announces, 90 s at 30 s).",
+    ),
+    max_age: int = typer.Option(600, "--max-age", min=1, help="Freshness window in seconds."),
+) -> None:
+    """Serve on the COOEE mesh until SIGTERM: enrolments, availability, calls.
+
+    Prints the Leader's multiaddrs and writes them to STATE_DIR/leader.addrs.
+    """
+    import signal
+    import threading
+
+    from cooee_agent.agent.logs import setup_logging
+    from cooee_agent.agent.systemd import Notifier
+    from cooee_agent.bus.libp2p_mesh import MeshConfig, start_mesh
+    from cooee_agent.enrolment.sealing import Window
+    from cooee_agent.leader.calls import CALLS_FILE, CallBook
+    from cooee_agent.leader.ingest import Leader
+    from cooee_agent.leader.service import LeaderService, envelope_validator
+
+    setup_logging("debug" if STATE.debug else "info")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    notifier = Notifier()
+    addrs_file = state_dir / ADDRS_FILE
+    addrs_file.unlink(missing_ok=True)
+    with (
+        Leader(state_dir, window=Window(max_age_s=max_age)) as leader,
+        CallBook(state_dir / CALLS_FILE) as calls,
+    ):
+        config = MeshConfig(state_dir=state_dir, listen=tuple(listen), bootstrap=tuple(bootstrap))
+        mesh = start_mesh(config, validator=envelope_validator)
+        try:
+            service = LeaderService(leader, mesh, calls=calls, offline_after=offline_after)
+            addrs = mesh.addrs()
+            _write_addrs(addrs_file, addrs)
+            for addr in addrs:
+                typer.echo(addr)
+            logging.getLogger(__name__).info(
+                "Leader %s serving on %s", leader.keys.bundle.fingerprint, ", ".join(addrs)
+            )
+            notifier.ready(f"Leader serving on {len(addrs)} address(es)")
+            service.run(stop)
+            notifier.stopping("Leader stopping")
+            service.close()
+        finally:
+            mesh.close()
+            addrs_file.unlink(missing_ok=True)
+
+
+def _write_addrs(path: Path, addrs: list[str]) -> None:
+    """Atomically, so a script polling for the file never reads half of it."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("".join(f"{addr}\n" for addr in addrs), encoding="utf-8")
+    partial.replace(path)
+
+
+def _calls_book(state_dir: Path):  # type: ignore[no-untyped-def]
+    from cooee_agent.leader.calls import CALLS_FILE, CallBook
+
+    return CallBook(state_dir / CALLS_FILE)
+
+
+@calls_app.callback()
+def calls(
+    ctx: typer.Context,
+    state_dir: Path = STATE_DIR,
+    show_all: bool = typer.Option(False, "--all", help="Closed calls too."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array of calls."),
+) -> None:
+    """List the open calls for intervention (``calls close ID`` closes one)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from cooee_agent.leader.calls import CALLS_FILE
+
+    found = []
+    if (state_dir / CALLS_FILE).exists():  # no file yet: no call was ever made
+        with _calls_book(state_dir) as book:
+            found = book.calls(include_closed=show_all)
+    if as_json:
+        emit_json([c.to_dict() for c in found])
+        return
+    for c in found:
+        host = c.hostname if c.host_id is None else f"{c.hostname} (host_id {c.host_id})"
+        times = f" x{c.count}" if c.count > 1 else ""
+        closed = (
+            f"  closed {c.closed_at}" + (f": {c.note}" if c.note else "") if c.closed_at else ""
+        )
+        typer.echo(
+            f"{c.id:>4}  {c.severity:<8}  {host}  {c.reason}{times}  {c.detail}  "
+            f"(since {c.last_at}, from {c.origin}){closed}"
+        )
+
+
+@calls_app.command("close")
+def close_call(
+    call_id: int = typer.Argument(..., help="The call's id (from 'leader calls')."),
+    state_dir: Path = STATE_DIR,
+    note: str | None = typer.Option(None, "--note", help="What was done, kept with the call."),
+) -> None:
+    """Close an open call."""
+    with _calls_book(state_dir) as book:
+        closed = book.close_call(call_id, now=datetime.now(UTC), note=note)
+    typer.echo(f"closed call {closed.id} ({closed.reason} of {closed.hostname})")
