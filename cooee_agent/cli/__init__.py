@@ -15,8 +15,11 @@ import typer
 from cooee_agent import __version__
 from cooee_agent.cli import discover as discover_cli
 from cooee_agent.cli import enrol as enrol_cli
+from cooee_agent.cli import intervene as intervene_cli
 from cooee_agent.cli import leader as leader_cli
 from cooee_agent.cli import resolve as resolve_cli
+from cooee_agent.cli import run as run_cli
+from cooee_agent.cli import status as status_cli
 from cooee_agent.cli import token as token_cli
 from cooee_agent.cli.state import STATE
 from cooee_agent.errors import CooeeError
@@ -34,6 +37,9 @@ app.command("discover")(discover_cli.discover)
 app.command("enrol")(enrol_cli.enrol)
 app.add_typer(leader_cli.app, name="leader")
 app.command("resolve")(resolve_cli.resolve)
+app.command("run")(run_cli.run)
+app.command("status")(status_cli.status)
+app.command("intervene")(intervene_cli.intervene)
 
 
 def _show_version(value: bool) -> None:

@@ -1,0 +1,55 @@
+"""``cooee-agent intervene``: queue a signed call for human intervention for the daemon to send."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cooee_agent.cli.run import CONFIG, STATE_DIR, resolve_state_dir
+
+
+def intervene(
+    reason: str = typer.Option(..., "--reason", help="What a human should look at."),
+    severity: str = typer.Option("warning", "--severity", help="info, warning or critical."),
+    config: Path | None = CONFIG,
+    state_dir: Path | None = STATE_DIR,
+) -> None:
+    """Queue an intervention call; the running agent publishes it on cooee/intervention/v1."""
+    from cooee_agent.agent import intervention
+    from cooee_agent.agent.state import ASSIGNMENT_FILE, read_json
+    from cooee_agent.bus.outbox import Outbox
+    from cooee_agent.cli.status import read_status
+    from cooee_agent.enrolment import load_or_create_agent_keys
+    from cooee_agent.enrolment.records import SEVERITIES
+    from cooee_agent.errors import InputError
+
+    if severity not in SEVERITIES:
+        raise InputError(f"--severity must be one of {', '.join(SEVERITIES)}")
+    if not reason.strip():
+        raise InputError("--reason must not be empty")
+    directory = resolve_state_dir(config, state_dir)
+    keys = load_or_create_agent_keys(directory)
+    stored = read_json(directory / ASSIGNMENT_FILE)
+    assignment = stored.get("assignment") if isinstance(stored, dict) else None
+    if isinstance(assignment, dict):
+        hostname, host_id = assignment.get("hostname"), assignment.get("host_id")
+    else:
+        from cooee_agent.agent.daemon import _local_hostname
+
+        hostname, host_id = _local_hostname(), None
+    record = intervention.intervention_record(
+        hostname=str(hostname),
+        host_id=host_id if isinstance(host_id, int) else None,
+        reason="operator",
+        detail=reason,
+        severity=severity,
+    )
+    with Outbox.open_in(directory) as outbox:
+        intervention.queue_intervention(outbox, keys, record)
+    running = read_status(directory)["agent"] == "running"
+    typer.echo(f"queued intervention call {record['nonce']} ({severity}): {record['detail']}")
+    if running:
+        typer.echo("the running agent will publish it within a few seconds")
+    else:
+        typer.echo("no agent is running: it will be published when `cooee-agent run` starts")

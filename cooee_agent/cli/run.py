@@ -1,0 +1,53 @@
+"""``cooee-agent run``: the agent daemon in the foreground (systemd Type=notify)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import typer
+
+from cooee_agent.cli.state import STATE
+
+CONFIG = typer.Option(
+    None,
+    "--config",
+    help="Configuration file (default: $COOEE_CONFIG, else /etc/cooee-agent/config.toml).",
+)
+STATE_DIR = typer.Option(
+    None,
+    "--state-dir",
+    help="State directory (default: state_dir from the config, $COOEE_STATE_DIR, "
+    "else /var/lib/cooee-agent).",
+)
+
+
+def load(config: Path | None, state_dir: Path | None):  # type: ignore[no-untyped-def]
+    """The configuration, with ``--state-dir`` applied over the file and the environment."""
+    from cooee_agent.config import load_config
+
+    loaded = load_config(config)
+    if state_dir is not None:
+        loaded = dataclasses.replace(loaded, state_dir=state_dir.absolute())
+    return loaded
+
+
+def resolve_state_dir(config: Path | None, state_dir: Path | None) -> Path:
+    """For the verbs that only read state: the flag, else what the configuration says."""
+    if state_dir is not None:
+        return state_dir.absolute()
+    return Path(load(config, None).state_dir)
+
+
+def run(config: Path | None = CONFIG, state_dir: Path | None = STATE_DIR) -> None:
+    """Run the agent: discover, enrol with the Leader, announce availability until stopped."""
+    from cooee_agent.agent.daemon import production_daemon
+    from cooee_agent.agent.logs import setup_logging
+
+    settings = load(config, state_dir)
+    secrets = [settings.join_token] if settings.join_token else []
+    setup_logging("debug" if STATE.debug else settings.log_level, secrets=secrets)
+    daemon = production_daemon(settings, lambda: load(config, state_dir))
+    code = daemon.run()
+    if code:
+        raise typer.Exit(code)

@@ -1,0 +1,111 @@
+"""``cooee-agent status``: what the running agent last wrote to status.json, and the outbox."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from cooee_agent.cli.output import emit_json
+from cooee_agent.cli.run import CONFIG, STATE_DIR, resolve_state_dir
+
+# The daemon rewrites status.json every loop turn (about a second); a discovery can hold a turn
+# for a few seconds. Older than this, the file no longer describes a live agent.
+STALE_AFTER = 30.0
+
+
+def process_alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user (cooee-agent)
+    return True
+
+
+def read_status(state_dir: Path, now: float | None = None) -> dict[str, Any]:
+    """status.json plus ``agent``: running, stale, stopped or absent; and the outbox depth."""
+    from cooee_agent.agent.state import STATUS_FILE, read_json
+    from cooee_agent.bus.outbox import OUTBOX_FILE
+
+    now = time.time() if now is None else now
+    status = read_json(state_dir / STATUS_FILE)
+    if not isinstance(status, dict):
+        status = {"agent": "absent"}
+    else:
+        age = now - float(status.get("updated_at") or 0)
+        status["age_s"] = round(age, 1)
+        if not status.get("running") or not process_alive(status.get("pid")):
+            status["agent"] = "stopped"
+        elif age > STALE_AFTER:
+            status["agent"] = "stale"
+        else:
+            status["agent"] = "running"
+    status["state_dir"] = str(state_dir)
+    if (state_dir / OUTBOX_FILE).exists():
+        import sqlite3
+
+        try:
+            uri = f"file:{state_dir / OUTBOX_FILE}?mode=ro"
+            with sqlite3.connect(uri, uri=True, timeout=2.0) as db:
+                status["outbox_depth"] = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        except sqlite3.Error as error:
+            status["outbox_error"] = str(error)
+    return status
+
+
+def status(
+    config: Path | None = CONFIG,
+    state_dir: Path | None = STATE_DIR,
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
+) -> None:
+    """Show enrolment state, host_id, tokens, peers, last heartbeat and outbox depth."""
+    directory = resolve_state_dir(config, state_dir)
+    value = read_status(directory)
+    if as_json:
+        emit_json(value)
+    else:
+        for line in render(value):
+            typer.echo(line)
+    if value["agent"] != "running":
+        raise typer.Exit(1)
+
+
+def render(value: dict[str, Any]) -> list[str]:
+    agent = value["agent"]
+    if agent == "absent":
+        return [f"no agent has run with state directory {value['state_dir']}"]
+    lines = []
+    if agent == "running":
+        lines.append(f"agent: running (pid {value.get('pid')})")
+    elif agent == "stale":
+        lines.append(
+            f"agent: NOT RESPONDING: pid {value.get('pid')} last wrote its status "
+            f"{value['age_s']:.0f} s ago"
+        )
+    else:
+        lines.append(f"agent: not running (last status {value.get('updated')})")
+    lines.append(f"enrolment: {value.get('enrolment')}")
+    if value.get("identity_error"):
+        lines.append(f"identity: {value['identity_error']}")
+    if value.get("host_id") is not None:
+        lines.append(f"host_id: {value['host_id']} ({value.get('hostname')})")
+    for token in value.get("tokens") or []:
+        lines.append(f"  slot {token['slot']}: {token['token']}  {token['gpu_id']}")
+    state = value.get("state")
+    reasons = value.get("reasons") or []
+    lines.append(f"state: {state}" + (f" ({'; '.join(reasons)})" if reasons else ""))
+    lines.append(f"peers connected: {value.get('peers')}")
+    beat = value.get("last_heartbeat")
+    lines.append(
+        f"last heartbeat: {beat['at']} (seq {beat['seq']})" if beat else "last heartbeat: none"
+    )
+    if "outbox_depth" in value:
+        lines.append(f"outbox depth: {value['outbox_depth']}")
+    return lines
