@@ -144,14 +144,24 @@ def list_hosts(
         status = "active, key change pending" if host.key_change_pending else host.status
         host_id = "-" if host.host_id is None else str(host.host_id)
         tokens = " ".join(str(slot["token"]) for slot in host.slots)
-        seen = host.presence
-        state = host.state if seen is None else f"{host.state} since {seen.last_seen}"
-        if seen is not None and seen.agent_state and host.state == "online":
-            state = f"online ({seen.agent_state}), last seen {seen.last_seen}"
+        state = _presence_text(host)
         typer.echo(
             f"{host_id:>4}  {host.hostname}  {host.mac}  {status}  "
             f"{len(host.agents)} agent(s)  {tokens}  {state}"
         )
+
+
+def _presence_text(host: object) -> str:
+    from cooee_agent.leader.registry import HostView
+
+    assert isinstance(host, HostView)
+    seen = host.presence
+    if seen is None:
+        return "no heartbeat yet"
+    if seen.state == "left":
+        return f"left ({seen.reason}) at {seen.last_seen}"
+    busy = f" ({seen.agent_state})" if seen.state == "online" and seen.agent_state else ""
+    return f"{seen.state}{busy}, last seen {seen.last_seen}"
 
 
 @app.command()

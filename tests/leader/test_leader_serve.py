@@ -198,6 +198,8 @@ def test_an_agent_enrols_over_the_mesh_and_a_restarted_leader_answers_its_resend
 
     host = until(listed, 30, "the host online in leader list")
     assert (host["host_id"], host["status"], host["agent_state"]) == (0, "active", "available")
+    text = cli("leader", "list", "--state-dir", str(leader_dir)).stdout
+    assert "node0001.lab" in text and "online (available), last seen" in text
     calls = until(
         lambda: json.loads(cli("leader", "calls", "--json", "--state-dir", str(leader_dir)).stdout),
         30,
