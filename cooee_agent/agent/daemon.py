@@ -232,6 +232,10 @@ class AgentDaemon:
     def shutdown(self) -> None:
         """STOPPING=1, a leaving record when enrolled, then close everything (idempotent)."""
         self._notifier.stopping("stopping")
+        # Stopping is not hanging: the pinger must not report the drain as a stalled loop.
+        if self._pinger is not None:
+            self._pinger.stop()
+            self._pinger = None
         self._stop_watchers()
         if self.transport is not None:
             if self.assignment is not None:
@@ -241,9 +245,6 @@ class AgentDaemon:
             except Exception:
                 log.warning("closing the mesh failed", exc_info=True)
             self.transport = None
-        if self._pinger is not None:
-            self._pinger.stop()
-            self._pinger = None
         try:
             self.write_status(stopped=True)
         except Exception:
@@ -475,12 +476,17 @@ class AgentDaemon:
     def _pump(self) -> None:
         """Publish what is due. Enrolments stay until their assignment arrives (re-sealed when
         half the Leader's freshness window has passed); intervention calls leave after one
-        publish that reached a peer on their topic (see agent.intervention)."""
+        publish that reached a peer on their topic (see agent.intervention). While no peer has
+        joined an item's topic nothing is published and no backoff is spent: the first send
+        goes out as soon as the mesh connects."""
         from cooee_agent.enrolment.sealing import DEFAULT_WINDOW
 
         assert self.outbox is not None and self.transport is not None
         half_window = DEFAULT_WINDOW.max_age_s / 2
         for item in self.outbox.due():
+            reached = self._topic_peers(item.topic)
+            if reached == 0:
+                continue
             data = item.data
             age = self._wall() - item.created_at
             if item.key == ENROL_KEY and age > half_window and self.identity is not None:
@@ -490,17 +496,18 @@ class AgentDaemon:
             elif item.key.startswith(calls.KEY_PREFIX) and age > half_window:
                 data = calls.refreshed(data, self.keys)
                 self.outbox.put(item.key, item.topic, data)
-            reached = self._topic_peers(item.topic)
             try:
                 self.transport.publish(item.topic, data)
             except CooeeError as error:
                 log.warning("publishing %s failed: %s", item.key, error)
-                reached = 0
-            if item.key.startswith(calls.KEY_PREFIX) and reached > 0:
+                self.outbox.mark_sent(item.key)
+                continue
+            if item.key.startswith(calls.KEY_PREFIX):
                 self.outbox.ack(item.key)
                 log.info("intervention call %s sent to %d peer(s)", item.key, reached)
             else:
                 self.outbox.mark_sent(item.key)
+                log.debug("sent %s to %d peer(s)", item.key, reached)
 
     def _topic_peers(self, topic: str) -> int:
         assert self.transport is not None

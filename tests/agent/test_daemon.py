@@ -349,3 +349,62 @@ def test_enrolment_reaches_the_enrol_topic_once_per_send(harness: Harness) -> No
     assert message is not None
     seen.append(message.data)
     assert json.loads(message.data)["kind"] == "enrolment"
+
+
+def test_an_ollama_model_change_seen_by_the_poller_re_enrols(harness: Harness) -> None:
+    from test_watchers import FakeOllama, model
+
+    from cooee_agent.agent.watchers import OllamaPoller, fetch_ollama_digests
+
+    ollama = FakeOllama()
+    ollama.models = [model("llama3:8b", "aa")]
+    original = harness.host.discover
+    try:
+
+        def discover(config: Config) -> Any:
+            harness.host.models = sorted(name for name, _ in fetch_ollama_digests(ollama.url))
+            return original(config)
+
+        def watchers(daemon: AgentDaemon) -> list[OllamaPoller]:
+            def changed(change: Any) -> None:
+                daemon.request_rediscovery(f"ollama: {', '.join(change.details)}")
+
+            return [OllamaPoller(lambda: fetch_ollama_digests(ollama.url), changed, interval=0.05)]
+
+        harness.host.discover = discover  # type: ignore[method-assign]
+        daemon = harness.start(watchers=watchers)
+        wait_until(lambda: enrolled(daemon), what="enrolment")
+        time.sleep(0.3)  # several polls of an unchanged set: no traffic
+        assert len(harness.leader.results) == 1
+
+        ollama.models = [model("llama3:8b", "aa"), model("qwen2:7b", "bb")]
+        wait_until(lambda: daemon.identity.agents == 2 and enrolled(daemon), what="re-enrolment")
+        assert len(harness.leader.accepted()) == 2
+        wait_until(
+            lambda: (
+                harness.leader.availability[-1]["slots"][0]["models_installed"]
+                == ["llama3:8b", "qwen2:7b"]
+            ),
+            what="a heartbeat with both models",
+        )
+    finally:
+        ollama.stop()
+
+
+def test_intervene_queues_a_call_the_running_daemon_publishes(harness: Harness) -> None:
+    from typer.testing import CliRunner
+
+    from cooee_agent.cli import app
+
+    daemon = harness.start()
+    wait_until(lambda: enrolled(daemon) and daemon.last_heartbeat is not None)
+    time.sleep(5 * TICK)
+    result = CliRunner().invoke(
+        app, ["intervene", "--reason", "fan noise in rack 4", "--state-dir", str(harness.state_dir)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "queued" in result.output and "running agent" in result.output
+    call = wait_until(lambda: harness.leader.interventions, what="the call")[0]
+    assert call["reason"] == "operator" and call["detail"] == "fan noise in rack 4"
+    assert call["host_id"] == daemon.assignment.host_id
+    wait_until(lambda: daemon.outbox is not None and daemon.outbox.depth() == 0, what="retired")
