@@ -126,7 +126,7 @@ def availability(
         "interval_s": max(1, min(86400, round(interval_s))),
         "slots": slots,
     }
-    overall = min((slot["state"] for slot in slots), key=STATE_ORDER.index)
+    overall = min((str(slot["state"]) for slot in slots), key=STATE_ORDER.index)
     return Announcement(record, overall, tuple(reasons), tuple(lost))
 
 
