@@ -282,7 +282,10 @@ class AgentDaemon:
             return
         message = self._subscription.get(timeout=timeout)
         if message is not None:
-            self._handle_assignment(message.data)
+            try:
+                self._handle_assignment(message.data)
+            except Exception:
+                log.exception("handling an assignment failed; carrying on")
 
     def _install_signals(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
