@@ -134,6 +134,7 @@ class AgentDaemon:
         self._rediscover_why: list[str] = []
         self._why_lock = threading.Lock()
 
+        self.bundles: list[Any] = []  # the Leader's key bundles, from the configuration
         self.transport: Transport | None = None
         self.outbox: Outbox | None = None
         self._subscription: Subscription | None = None
@@ -194,6 +195,8 @@ class AgentDaemon:
         """Start, loop until stopped, shut down; returns the exit code (0 on a clean stop)."""
         if install_signals is None:
             install_signals = threading.current_thread() is threading.main_thread()
+        # A configuration without a Leader is refused before anything starts (exit 2).
+        self.bundles = leader_bundles(self.config)
         if install_signals:
             self._install_signals()
         try:
@@ -208,7 +211,7 @@ class AgentDaemon:
     def start(self) -> None:
         from cooee_agent.enrolment import load_or_create_agent_keys
 
-        self.bundles = leader_bundles(self.config)
+        self.bundles = self.bundles or leader_bundles(self.config)
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.keys = load_or_create_agent_keys(self.state_dir)
         log.info("agent id %s, state in %s", self.keys.agent_id, self.state_dir)
