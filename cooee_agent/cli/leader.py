@@ -21,8 +21,6 @@ calls_app = typer.Typer(
 )
 app.add_typer(calls_app, name="calls")
 
-ADDRS_FILE = "leader.addrs"
-
 STATE_DIR = typer.Option(
     DEFAULT_STATE_DIR,
     "--state-dir",
@@ -219,48 +217,25 @@ def serve(
 
     from cooee_agent.agent.logs import setup_logging
     from cooee_agent.agent.systemd import Notifier
-    from cooee_agent.bus.libp2p_mesh import MeshConfig, start_mesh
-    from cooee_agent.enrolment.sealing import Window
-    from cooee_agent.leader.calls import CALLS_FILE, CallBook
-    from cooee_agent.leader.ingest import Leader
-    from cooee_agent.leader.service import LeaderService, envelope_validator
+    from cooee_agent.leader.node import LeaderNode
 
     setup_logging("debug" if STATE.debug else "info")
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     notifier = Notifier()
-    addrs_file = state_dir / ADDRS_FILE
-    addrs_file.unlink(missing_ok=True)
-    with (
-        Leader(state_dir, window=Window(max_age_s=max_age)) as leader,
-        CallBook(state_dir / CALLS_FILE) as calls,
-    ):
-        config = MeshConfig(state_dir=state_dir, listen=tuple(listen), bootstrap=tuple(bootstrap))
-        mesh = start_mesh(config, validator=envelope_validator)
-        try:
-            service = LeaderService(leader, mesh, calls=calls, offline_after=offline_after)
-            addrs = mesh.addrs()
-            _write_addrs(addrs_file, addrs)
-            for addr in addrs:
-                typer.echo(addr)
-            logging.getLogger(__name__).info(
-                "Leader %s serving on %s", leader.keys.bundle.fingerprint, ", ".join(addrs)
-            )
-            notifier.ready(f"Leader serving on {len(addrs)} address(es)")
-            service.run(stop)
-            notifier.stopping("Leader stopping")
-            service.close()
-        finally:
-            mesh.close()
-            addrs_file.unlink(missing_ok=True)
-
-
-def _write_addrs(path: Path, addrs: list[str]) -> None:
-    """Atomically, so a script polling for the file never reads half of it."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text("".join(f"{addr}\n" for addr in addrs), encoding="utf-8")
-    partial.replace(path)
+    with LeaderNode(
+        state_dir,
+        listen=listen,
+        bootstrap=bootstrap,
+        offline_after=offline_after,
+        max_age_s=max_age,
+    ) as node:
+        for addr in node.addrs:
+            typer.echo(addr)
+        notifier.ready(f"Leader serving on {len(node.addrs)} address(es)")
+        node.run(stop)
+        notifier.stopping("Leader stopping")
 
 
 def _calls_book(state_dir: Path):  # type: ignore[no-untyped-def]

@@ -1,0 +1,98 @@
+"""A Leader on the mesh: keys, registry, call book, libp2p node and service, opened and closed
+together. Used by ``leader serve`` and by dev mode, so both run the same Leader."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from cooee_agent.enrolment.sealing import Window
+
+log = logging.getLogger(__name__)
+
+ADDRS_FILE = "leader.addrs"
+
+
+class LeaderNode:
+    """Open with :meth:`start`; ``run(stop)`` serves until ``stop`` is set; ``close()`` always."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        listen: Sequence[str],
+        bootstrap: Sequence[str] = (),
+        offline_after: float | None = None,
+        max_age_s: int = 600,
+    ) -> None:
+        from cooee_agent.bus.libp2p_mesh import MeshConfig, start_mesh
+        from cooee_agent.leader.calls import CALLS_FILE, CallBook
+        from cooee_agent.leader.ingest import Leader
+        from cooee_agent.leader.service import LeaderService, envelope_validator
+
+        self.state_dir = state_dir
+        self.addrs_file = state_dir / ADDRS_FILE
+        self.addrs_file.unlink(missing_ok=True)
+        self.leader = Leader(state_dir, window=Window(max_age_s=max_age_s))
+        self.calls = CallBook(state_dir / CALLS_FILE)
+        self.mesh = None
+        try:
+            config = MeshConfig(
+                state_dir=state_dir, listen=tuple(listen), bootstrap=tuple(bootstrap)
+            )
+            self.mesh = start_mesh(config, validator=envelope_validator)
+            self.service = LeaderService(
+                self.leader, self.mesh, calls=self.calls, offline_after=offline_after
+            )
+            self.addrs: list[str] = self.mesh.addrs()
+            _write_addrs(self.addrs_file, self.addrs)
+        except BaseException:
+            self.close()
+            raise
+        log.info(
+            "Leader %s serving on %s",
+            self.leader.keys.bundle.fingerprint,
+            ", ".join(self.addrs),
+        )
+
+    @property
+    def bundle_text(self) -> str:
+        return str(self.leader.keys.bundle.text)
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.leader.keys.bundle.fingerprint)
+
+    def run(self, stop: threading.Event) -> None:
+        self.service.run(stop)
+
+    def close(self) -> None:
+        service = getattr(self, "service", None)
+        if service is not None:
+            service.close()
+        if self.mesh is not None:
+            self.mesh.close()
+        self.calls.close()
+        self.leader.close()
+        self.addrs_file.unlink(missing_ok=True)
+
+    def __enter__(self) -> LeaderNode:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _write_addrs(path: Path, addrs: list[str]) -> None:
+    """Atomically, so a script polling for the file never reads half of it."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("".join(f"{addr}\n" for addr in addrs), encoding="utf-8")
+    partial.replace(path)
