@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from cooee_agent.errors import ConfigError
+from cooee_agent.errors import ConfigError, CooeeError
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 ENV_CONFIG = "COOEE_CONFIG"
 ENV_STATE_DIR = "COOEE_STATE_DIR"
+ENV_OLLAMA_HOST = "OLLAMA_HOST"
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +336,15 @@ def parse_config(
             top["state_dir"] = Path(env[ENV_STATE_DIR]).absolute()
         except (OSError, ValueError) as error:
             raise ConfigError(f"${ENV_STATE_DIR}: {error}") from None
+    ollama = checked["ollama"]
+    if "host" not in ollama and env.get(ENV_OLLAMA_HOST):
+        # Where the file is silent, find Ollama where Ollama itself would listen.
+        from cooee_agent.discovery.ollama import parse_ollama_host
+
+        try:
+            ollama["host"] = parse_ollama_host(env[ENV_OLLAMA_HOST]).dial
+        except CooeeError as error:
+            raise ConfigError(f"${ENV_OLLAMA_HOST}: {error}") from None
     mesh = checked["mesh"]
     if dev:
         mesh.setdefault("listen", DEV_LISTEN)

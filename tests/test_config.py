@@ -281,3 +281,13 @@ def _toml_float(value: float) -> str:
     text = repr(value)
     assert tomllib.loads(f"x = {text}")["x"] == value
     return text
+
+
+def test_ollama_host_comes_from_the_environment_when_the_file_is_silent() -> None:
+    config = cfg.parse_config("", env={"OLLAMA_HOST": "0.0.0.0:11500"})
+    assert config.ollama.host == "http://127.0.0.1:11500"
+
+
+def test_the_file_wins_over_the_environment_for_the_ollama_host() -> None:
+    config = cfg.parse_config('[ollama]\nhost = "10.0.0.5:11434"\n', env={"OLLAMA_HOST": "x:1"})
+    assert config.ollama.host == "http://10.0.0.5:11434"
