@@ -13,6 +13,7 @@ import traceback
 import typer
 
 from cooee_agent import __version__
+from cooee_agent.cli import dev as dev_cli
 from cooee_agent.cli import discover as discover_cli
 from cooee_agent.cli import enrol as enrol_cli
 from cooee_agent.cli import intervene as intervene_cli
@@ -40,6 +41,7 @@ app.command("resolve")(resolve_cli.resolve)
 app.command("run")(run_cli.run)
 app.command("status")(status_cli.status)
 app.command("intervene")(intervene_cli.intervene)
+app.command("dev")(dev_cli.dev)
 
 
 def _show_version(value: bool) -> None:
