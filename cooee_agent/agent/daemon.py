@@ -2,65 +2,81 @@
 
 The core is :class:`AgentDaemon`, which takes its collaborators (transport factory, discovery,
 usage probe, watchers, notifier, clocks, random source) as arguments, so tests run it in-process
-over a MemoryBus; :func:`production_daemon` wires the real ones. One synchronous main loop does
-everything that changes state; watchers and the watchdog pinger have their own threads and only
-set flags. Nothing here lets an error end the loop: each step logs and the loop goes on.
+over a MemoryBus; :func:`production_daemon` (agent.wiring) wires the real ones. One synchronous
+main loop does everything that changes state; watchers and the watchdog pinger have their own
+threads and only set flags. Nothing here lets an error end the loop: each step logs and the loop
+goes on. The one exception is a dead mesh, which no step can repair: the loop stops beating the
+watchdog, logs it once, and the daemon exits with code 1 so that systemd restarts it.
 
 Lifecycle: keys (state dir, 0600) -> Leader bundle (config) -> discovery -> mesh up, subscribe
 to assignments -> READY=1 -> loop: read assignments, pump the outbox, heartbeat when due, raise
 intervention calls, write status.json, beat the watchdog. SIGTERM: STOPPING=1, a ``leaving``
 record, close. SIGHUP: reload the config (log level, heartbeat, Ollama host).
+
+The parts: agent.enrolling (identity, enrolment and assignment), agent.publishing (outbox pump,
+mesh liveness), agent.escalation (when to call for an operator), agent.reload (what a SIGHUP
+changes), agent.report (status.json, STATUS=), agent.wiring (production collaborators).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import logging
-import os
 import random
 import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from cooee_agent.agent import intervention as calls
-from cooee_agent.agent.heartbeat import Announcement, availability, leaving
-from cooee_agent.agent.state import (
-    ASSIGNMENT_FILE,
-    PENDING_FILE,
-    SEQUENCE_FILE,
-    STATUS_FILE,
-    STATUS_SCHEMA,
-    read_json,
-    write_json,
+from cooee_agent.agent import report
+from cooee_agent.agent.enrolling import (
+    ENROL_KEY,
+    MAX_PENDING_NONCES,
+    Enrolment,
+    Identity,
+    identity_of,
+    iso,
+    leader_bundles,
+    sealing_bundle,
 )
+from cooee_agent.agent.escalation import Call, Escalation, local_hostname, lost_call
+from cooee_agent.agent.heartbeat import Announcement, availability, leaving
+from cooee_agent.agent.publishing import mesh_alive, publish_plain, pump, topic_peers
+from cooee_agent.agent.reload import reload_config
+from cooee_agent.agent.state import SEQUENCE_FILE, STATUS_FILE, write_json
 from cooee_agent.agent.state import Sequence as SeqCounter
 from cooee_agent.agent.systemd import Notifier
 from cooee_agent.agent.usage import Usage, UsageProbe
 from cooee_agent.agent.watchdog import Progress, WatchdogPinger
+from cooee_agent.agent.wiring import production_daemon
 from cooee_agent.bus.outbox import Outbox
-from cooee_agent.bus.transport import (
-    TOPIC_ASSIGNMENT,
-    TOPIC_AVAILABILITY,
-    TOPIC_ENROL,
-    Subscription,
-    Transport,
-)
+from cooee_agent.bus.transport import TOPIC_ASSIGNMENT, TOPIC_AVAILABILITY, Subscription, Transport
 from cooee_agent.config import Config
 from cooee_agent.discovery.model import Inventory
 from cooee_agent.errors import ConfigError, CooeeError
 
+__all__ = [  # the names other modules import from here
+    "ENROL_KEY",
+    "MAX_PENDING_NONCES",
+    "AgentDaemon",
+    "Identity",
+    "Watcher",
+    "_local_hostname",
+    "identity_of",
+    "leader_bundles",
+    "production_daemon",
+    "sealing_bundle",
+]
+
 log = logging.getLogger(__name__)
 
-ENROL_KEY = "enrolment"
-MAX_PENDING_NONCES = 16  # earlier seals of the same enrolment whose assignment we still accept
 REDISCOVER_RETRY = 60.0  # seconds between discovery attempts while no identity can be formed
 LEAVING_GRACE = 0.5  # seconds for the leaving record to leave the process before the mesh closes
+MESH_DEAD_EXIT = 1  # run()'s exit code when the mesh died under the daemon
+
+_local_hostname = local_hostname  # the name cli.intervene imports
 
 
 class Watcher(Protocol):
@@ -74,22 +90,6 @@ Discover = Callable[[Config], Inventory]
 UsageFactory = Callable[[Config], UsageProbe]
 WatcherFactory = Callable[["AgentDaemon"], Sequence[Watcher]]
 PingerFactory = Callable[[Progress], "WatchdogPinger | None"]
-
-
-def _iso(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Identity:
-    """What an enrolment says about this host, minus nonce and times; a change re-enrols."""
-
-    digest: str
-    hostname: str
-    mac: str
-    slots: int
-    agents: int
-    installed: tuple[str, ...]
 
 
 class AgentDaemon:
@@ -137,28 +137,21 @@ class AgentDaemon:
         self.bundles: list[Any] = []  # the Leader's key bundles, from the configuration
         self.transport: Transport | None = None
         self.outbox: Outbox | None = None
+        self.enrolment: Enrolment | None = None  # once the keys and the outbox are open
         self._subscription: Subscription | None = None
         self._watchers: list[Watcher] = []
         self._pinger: WatchdogPinger | None = None
         self._usage_probe: UsageProbe = usage(config)
+        self._escalation = Escalation(clock)
 
-        self.inventory: Inventory | None = None
-        self._tuples: list[Any] = []
-        self.identity: Identity | None = None
+        self.inventory: Inventory | None = None  # the latest discovery, identity or not
         self.identity_error: str | None = None
-        self.assignment: Any = None  # enrolment.records.Assignment once enrolled
-        self._assignment_identity: str | None = None
-        self._pending: dict[str, Any] | None = None  # {"identity", "nonces", "since"}
-        self._enrolling_since: float | None = None
         self._next_heartbeat: float | None = None
         self._next_discovery: float | None = None
         self.last_heartbeat: dict[str, Any] | None = None
         self.state = "available"
         self.reasons: tuple[str, ...] = ()
-        self._degraded_since: float | None = None
-        self._degraded_called = False
-        self._pending_called = False
-        self._lost_called: set[str] = set()
+        self._mesh_dead = False
         self._last_status_line = ""
         self.started = threading.Event()
         self.exit_code = 0
@@ -180,19 +173,25 @@ class AgentDaemon:
     # -- derived state ----------------------------------------------------------------------
 
     @property
+    def identity(self) -> Identity | None:
+        return self.enrolment.identity if self.enrolment is not None else None
+
+    @property
+    def assignment(self) -> Any:
+        """The Leader's Assignment (enrolment.records) once enrolled, else None."""
+        return self.enrolment.assignment if self.enrolment is not None else None
+
+    @property
     def enrolment_state(self) -> str:
-        if self.identity is None and self.assignment is None:
+        if self.enrolment is None:
             return "discovering"
-        if self._pending is not None and self._enrolling_since is not None:
-            if self._clock() - self._enrolling_since >= self.config.degraded_threshold:
-                return "pending"
-            return "enrolling"
-        return "enrolled" if self.assignment is not None else "enrolling"
+        return self.enrolment.state(self.config.degraded_threshold)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def run(self, *, install_signals: bool | None = None) -> int:
-        """Start, loop until stopped, shut down; returns the exit code (0 on a clean stop)."""
+        """Start, loop until stopped, shut down; returns the exit code (0 on a clean stop,
+        1 when the mesh died under the daemon)."""
         if install_signals is None:
             install_signals = threading.current_thread() is threading.main_thread()
         # A configuration without a Leader is refused before anything starts (exit 2).
@@ -219,12 +218,16 @@ class AgentDaemon:
             self.state_dir, base_delay=self._resend_base, clock=self._wall, rng=self._rng
         )
         self.sequence = SeqCounter(self.state_dir / SEQUENCE_FILE)
-        self._load_assignment()
+        self.enrolment = Enrolment(
+            self.state_dir, self.outbox, self.keys, self.bundles, clock=self._clock, wall=self._wall
+        )
+        self.enrolment.load_assignment()
         self._discover_now("start")
         self.transport = self._transport_factory(self.config)
         self._subscription = self.transport.subscribe(TOPIC_ASSIGNMENT)
         log.info("on the COOEE mesh as %s", self.transport.peer_id)
-        self._resume_or_enrol()
+        if self.enrolment.resume_or_enrol(self.config.join_token):
+            self._heartbeat_soon()
         self._start_watchers()
         self._pinger = self._pinger_factory(self.progress)
         if self._pinger is not None:
@@ -241,7 +244,7 @@ class AgentDaemon:
             self._pinger = None
         self._stop_watchers()
         if self.transport is not None:
-            if self.assignment is not None:
+            if self.assignment is not None and not self._mesh_dead:
                 self._publish_leaving()
             try:
                 self.transport.close()
@@ -258,7 +261,10 @@ class AgentDaemon:
         log.info("stopped")
 
     def turn(self) -> None:
-        """One pass of the main loop; every step is isolated so one failure skips only itself."""
+        """One pass of the main loop; every step is isolated so one failure skips only itself.
+        A dead mesh ends the loop instead, without the beat that keeps the watchdog fed."""
+        if self._check_mesh():
+            return
         for step in (
             self._maybe_reload,
             self._maybe_rediscover,
@@ -275,6 +281,21 @@ class AgentDaemon:
                 log.exception("main loop step %s failed; carrying on", step.__name__)
         self.progress.beat()
 
+    def _check_mesh(self) -> bool:
+        """True (and the daemon stopping with exit code 1) once the mesh is dead."""
+        if self._mesh_dead:
+            return True
+        if mesh_alive(self.transport, self._subscription):
+            return False
+        self._mesh_dead = True
+        self.exit_code = MESH_DEAD_EXIT
+        log.error(
+            "the COOEE mesh has stopped under the agent (its node ended or was closed); "
+            "nothing can be sent or received, so the agent exits to be restarted"
+        )
+        self.stop()
+        return True
+
     def _wait(self) -> None:
         # Sleep on the assignment subscription: an arriving assignment is handled at once.
         timeout = self.tick
@@ -286,7 +307,7 @@ class AgentDaemon:
         message = self._subscription.get(timeout=timeout)
         if message is not None:
             try:
-                self._handle_assignment(message.data)
+                self._take_assignment(message.data)
             except Exception:
                 log.exception("handling an assignment failed; carrying on")
 
@@ -299,8 +320,7 @@ class AgentDaemon:
 
     def _discover_now(self, why: str) -> bool:
         """Run discovery; returns True when the identity changed (so enrolment is due)."""
-        from cooee_agent.discovery.inventory import agent_tuples
-
+        assert self.enrolment is not None
         try:
             inventory = self._discover(self.config)
         except Exception as error:
@@ -309,21 +329,19 @@ class AgentDaemon:
             return False
         for failure in inventory.failures:
             log.debug("probe %s: %s: %s", failure.probe, failure.reason, failure.detail)
+        self.inventory = inventory
         try:
-            tuples = agent_tuples(inventory)
-            identity = identity_of(inventory, tuples, self.keys, self.bundles)
+            changed = self.enrolment.identify(inventory)
         except CooeeError as error:
             if self.identity_error != str(error):
                 log.error("no identity can be formed: %s", error)
             self.identity_error = str(error)
-            self.inventory = inventory
             self._next_discovery = self._clock() + REDISCOVER_RETRY
             return False
-        self._tuples = tuples
-        self.inventory = inventory
         self.identity_error = None
         self._next_discovery = None
-        changed = self.identity is None or identity.digest != self.identity.digest
+        identity = self.enrolment.identity
+        assert identity is not None
         if changed:
             log.info(
                 "discovered %s (%s): %d slot(s), %d agent(s) [%s]",
@@ -335,7 +353,6 @@ class AgentDaemon:
             )
         else:
             log.debug("re-discovery (%s): no change", why)
-        self.identity = identity
         return changed
 
     def _maybe_rediscover(self) -> None:
@@ -349,179 +366,30 @@ class AgentDaemon:
         if self._discover_now(why):
             self._enrol(f"tuples changed ({why})")
 
-    def _resume_or_enrol(self) -> None:
-        """At start: keep the stored assignment if it still matches, resume a pending
-        enrolment whose outbox item survived a restart, or enrol afresh."""
-        if self.identity is None:
-            return
-        if self.assignment is not None and self._assignment_identity == self.identity.digest:
-            log.info("enrolled as host %d (stored assignment)", self.assignment.host_id)
-            self._heartbeat_soon()
-            return
-        assert self.outbox is not None
-        pending = read_json(self.state_dir / PENDING_FILE)
-        item = self.outbox.get(ENROL_KEY)
-        if (
-            item is not None
-            and isinstance(pending, dict)
-            and pending.get("identity") == self.identity.digest
-            and isinstance(pending.get("nonces"), list)
-        ):
-            self._pending = pending
-            self._enrolling_since = self._clock()
-            log.info("resuming the pending enrolment (%d send(s) so far)", item.attempts)
-            return
-        self._enrol("not enrolled" if self.assignment is None else "tuples changed")
-
     def _enrol(self, why: str) -> None:
-        from cooee_agent.enrolment import build_enrolment, seal_enrolment
-
-        if self.inventory is None or self.identity is None:
-            return
-        assert self.outbox is not None
-        record = build_enrolment(
-            self.inventory, self._tuples, self.keys, join_token=self.config.join_token
-        )
-        data = seal_enrolment(record, self.keys, sealing_bundle(self.bundles))
-        pending = self._pending
-        if pending is None or pending.get("identity") != self.identity.digest:
-            pending = {"identity": self.identity.digest, "nonces": [], "since": self._wall()}
-            self._enrolling_since = self._clock()
-            self._pending_called = False
-        pending["nonces"] = [*pending["nonces"], record.nonce][-MAX_PENDING_NONCES:]
-        # The nonce is on disk before the envelope is: an assignment for it is always accepted.
-        write_json(self.state_dir / PENDING_FILE, pending)
-        self._pending = pending
-        self.outbox.put(ENROL_KEY, TOPIC_ENROL, data)
-        log.info(
-            "enrolling %s: %d slot(s), %d agent(s) (%s)",
-            self.identity.hostname,
-            self.identity.slots,
-            self.identity.agents,
-            why,
-        )
+        assert self.enrolment is not None
+        self.enrolment.enrol(why, self.config.join_token)
 
     def _read_assignments(self) -> None:
         if self._subscription is None:
             return
         while (message := self._subscription.get(timeout=0)) is not None:
-            self._handle_assignment(message.data)
+            self._take_assignment(message.data)
 
-    def _handle_assignment(self, data: bytes) -> None:
-        """Take an assignment meant for our pending enrolment; ignore everything else quietly."""
-        from cooee_agent.enrolment import open_assignment
-
-        if self._pending is None:
-            return
-        assignment = None
-        for bundle in self.bundles:
-            try:
-                assignment = open_assignment(data, self.keys, bundle)
-                break
-            except Exception as error:  # others' assignments and garbage are routine here
-                log.debug("ignoring an assignment: %s", error)
-        if assignment is None:
-            return
-        if assignment.enrolment_nonce not in self._pending["nonces"]:
-            log.debug("ignoring an assignment for enrolment %s", assignment.enrolment_nonce)
-            return
-        identity = self.identity
-        if identity is None or (assignment.hostname, assignment.mac) != (
-            identity.hostname,
-            identity.mac,
-        ):
-            log.warning("ignoring an assignment for another host (%s)", assignment.hostname)
-            return
-        write_json(
-            self.state_dir / ASSIGNMENT_FILE,
-            {
-                "identity": self._pending["identity"],
-                "received_at": _iso(self._wall()),
-                "assignment": assignment.to_dict(),
-            },
-        )
-        assert self.outbox is not None
-        self.outbox.ack(ENROL_KEY)
-        (self.state_dir / PENDING_FILE).unlink(missing_ok=True)
-        previous = self.assignment
-        self.assignment = assignment
-        self._assignment_identity = self._pending["identity"]
-        self._pending = None
-        self._enrolling_since = None
-        tokens = ", ".join(f"{s.slot}:{s.token}" for s in assignment.slots)
-        log.info(
-            "enrolled as host %d, %d slot(s): %s",
-            assignment.host_id,
-            len(assignment.slots),
-            tokens,
-            extra={"COOEE_HOST_ID": assignment.host_id},
-        )
-        if previous is not None and previous.host_id != assignment.host_id:
-            log.warning("host_id changed from %d to %d", previous.host_id, assignment.host_id)
-        self._heartbeat_soon()
-
-    def _load_assignment(self) -> None:
-        from cooee_agent.enrolment import Assignment, b64
-
-        stored = read_json(self.state_dir / ASSIGNMENT_FILE)
-        if not isinstance(stored, dict):
-            return
-        try:
-            assignment = Assignment.from_dict(stored.get("assignment"))
-        except Exception as error:
-            log.warning("ignoring the stored assignment: %s", error)
-            return
-        if assignment.agent_key != b64.encode(self.keys.verify_key):
-            log.warning("the stored assignment is for another agent key; enrolling again")
-            return
-        self.assignment = assignment
-        self._assignment_identity = stored.get("identity")
-
-    # -- outbox --------------------------------------------------------------------------------
+    def _take_assignment(self, data: bytes) -> None:
+        assert self.enrolment is not None
+        if self.enrolment.take(data) is not None:
+            self._heartbeat_soon()
 
     def _pump(self) -> None:
-        """Publish what is due. Enrolments stay until their assignment arrives (re-sealed when
-        half the Leader's freshness window has passed); intervention calls leave after one
-        publish that reached a peer on their topic (see agent.intervention). While no peer has
-        joined an item's topic nothing is published and no backoff is spent: the first send
-        goes out as soon as the mesh connects."""
-        from cooee_agent.enrolment.sealing import DEFAULT_WINDOW
-
         assert self.outbox is not None and self.transport is not None
-        half_window = DEFAULT_WINDOW.max_age_s / 2
-        for item in self.outbox.due():
-            reached = self._topic_peers(item.topic)
-            if reached == 0:
-                continue
-            data = item.data
-            age = self._wall() - item.created_at
-            if item.key == ENROL_KEY and age > half_window and self.identity is not None:
-                self._enrol("re-sealed: the pending one is about to go stale")
-                refreshed = self.outbox.get(ENROL_KEY)
-                data = refreshed.data if refreshed is not None else data
-            elif item.key.startswith(calls.KEY_PREFIX) and age > half_window:
-                data = calls.refreshed(data, self.keys)
-                self.outbox.put(item.key, item.topic, data)
-            try:
-                self.transport.publish(item.topic, data)
-            except CooeeError as error:
-                log.warning("publishing %s failed: %s", item.key, error)
-                self.outbox.mark_sent(item.key)
-                continue
-            if item.key.startswith(calls.KEY_PREFIX):
-                self.outbox.ack(item.key)
-                log.info("intervention call %s sent to %d peer(s)", item.key, reached)
-            else:
-                self.outbox.mark_sent(item.key)
-                log.debug("sent %s to %d peer(s)", item.key, reached)
-
-    def _topic_peers(self, topic: str) -> int:
-        assert self.transport is not None
-        topic_peers = getattr(self.transport, "topic_peers", None)
-        try:
-            return len(topic_peers(topic) if topic_peers else self.transport.peers())
-        except CooeeError:
-            return 0
+        pump(
+            self.outbox,
+            self.transport,
+            self.keys,
+            wall=self._wall,
+            reseal_enrolment=lambda: self._enrol("re-sealed: the pending one is about to go stale"),
+        )
 
     # -- heartbeat -----------------------------------------------------------------------------
 
@@ -538,8 +406,6 @@ class AgentDaemon:
 
     def heartbeat(self) -> Announcement | None:
         """Sample usage, sign and publish one availability record; never raises."""
-        from cooee_agent.enrolment import seal_plain
-
         assert self.transport is not None and self.inventory is not None
         try:
             usage = self._usage_probe()
@@ -555,17 +421,16 @@ class AgentDaemon:
             installed,
             seq=seq,
             interval_s=self.config.heartbeat.interval,
-            issued_at=_iso(self._wall()),
+            issued_at=iso(self._wall()),
         )
         self._note_state(announcement)
         try:
-            data = seal_plain(announcement.record, self.keys.signing, self.keys.agent_id)
-            self.transport.publish(TOPIC_AVAILABILITY, data)
+            publish_plain(self.transport, self.keys, TOPIC_AVAILABILITY, announcement.record)
         except CooeeError as error:
             log.warning("heartbeat %d not sent: %s", seq, error)
             return announcement
         self.last_heartbeat = {
-            "at": _iso(self._wall()),
+            "at": iso(self._wall()),
             "seq": seq,
             "state": announcement.state,
             "reasons": list(announcement.reasons),
@@ -580,30 +445,18 @@ class AgentDaemon:
             else:
                 log.info("state %s", announcement.state)
         self.state, self.reasons = announcement.state, announcement.reasons
-        if self.state == "degraded":
-            if self._degraded_since is None:
-                self._degraded_since = self._clock()
-        else:
-            self._degraded_since, self._degraded_called = None, False
-        for gpu_id in announcement.lost:
-            if gpu_id not in self._lost_called:
-                self._lost_called.add(gpu_id)
-                self.call("gpu-lost", f"GPU {gpu_id} is no longer seen", severity="critical")
-                self.request_rediscovery(f"GPU {gpu_id} lost")
-        self._lost_called &= set(announcement.lost)
+        for gpu_id in self._escalation.observe(announcement.state, announcement.lost):
+            self._queue(lost_call(gpu_id))
+            self.request_rediscovery(f"GPU {gpu_id} lost")
 
     def _publish_leaving(self) -> None:
-        from cooee_agent.enrolment import seal_plain
-
         assert self.transport is not None
         try:
             record = leaving(
-                self.assignment.host_id, seq=self.sequence.next(), issued_at=_iso(self._wall())
+                self.assignment.host_id, seq=self.sequence.next(), issued_at=iso(self._wall())
             )
-            reached = self._topic_peers(TOPIC_AVAILABILITY)
-            self.transport.publish(
-                TOPIC_AVAILABILITY, seal_plain(record, self.keys.signing, self.keys.agent_id)
-            )
+            reached = topic_peers(self.transport, TOPIC_AVAILABILITY)
+            publish_plain(self.transport, self.keys, TOPIC_AVAILABILITY, record)
             log.info("announced leaving (seq %d) to %d peer(s)", record["seq"], reached)
             if reached:
                 time.sleep(LEAVING_GRACE)  # the publish is queued; give it time on the wire
@@ -620,7 +473,7 @@ class AgentDaemon:
             hostname = self.assignment.hostname
         try:
             record = calls.intervention_record(
-                hostname=hostname or _local_hostname(),
+                hostname=hostname or local_hostname(),
                 host_id=self.assignment.host_id if self.assignment is not None else None,
                 reason=reason,
                 detail=detail,
@@ -631,31 +484,15 @@ class AgentDaemon:
             log.error("could not queue the intervention call %s: %s", reason, error)
             return None
 
+    def _queue(self, due: Call) -> None:
+        self.call(due.reason, due.detail, severity=due.severity)
+
     def _maybe_call(self) -> None:
-        threshold = self.config.degraded_threshold
-        now = self._clock()
-        if (
-            self._degraded_since is not None
-            and not self._degraded_called
-            and now - self._degraded_since >= threshold
+        pending_since = self.enrolment.pending_since if self.enrolment is not None else None
+        for due in self._escalation.due(
+            self.reasons, pending_since, self.config.degraded_threshold
         ):
-            self._degraded_called = True
-            self.call(
-                "degraded",
-                f"degraded for {now - self._degraded_since:.0f} s: " + "; ".join(self.reasons),
-            )
-        if (
-            self._pending is not None
-            and self._enrolling_since is not None
-            and not self._pending_called
-            and now - self._enrolling_since >= threshold
-        ):
-            self._pending_called = True
-            self.call(
-                "enrolment-pending",
-                f"no assignment after {now - self._enrolling_since:.0f} s; the Leader may be "
-                "holding this enrolment for approval (leader approve) or be unreachable",
-            )
+            self._queue(due)
 
     # -- reload --------------------------------------------------------------------------------
 
@@ -678,47 +515,23 @@ class AgentDaemon:
 
     def apply_config(self, new: Config) -> list[str]:
         """Apply what can change while running; returns what was applied (also logged)."""
-        old, applied = self.config, []
-        if new.log_level != old.log_level:
+        change = reload_config(self.config, new)
+        if new.log_level != self.config.log_level:
             logging.getLogger().setLevel(new.log_level.upper())
-            applied.append(f"log_level={new.log_level}")
-        if new.heartbeat != old.heartbeat:
-            applied.append(
-                f"heartbeat interval={new.heartbeat.interval:g}s jitter={new.heartbeat.jitter:g}"
-            )
-        if new.degraded_threshold != old.degraded_threshold:
-            applied.append(f"degraded_threshold={new.degraded_threshold:g}s")
-        if new.join_token != old.join_token:
-            applied.append("join_token (used by the next enrolment)")
-        restart = [
-            name
-            for name, before, after in (
-                ("state_dir", old.state_dir, new.state_dir),
-                ("[leader]", old.leader, new.leader),
-                ("[mesh]", old.mesh, new.mesh),
-            )
-            if before != after
-        ]
-        self.config = dataclasses.replace(
-            old,
-            log_level=new.log_level,
-            heartbeat=new.heartbeat,
-            degraded_threshold=new.degraded_threshold,
-            join_token=new.join_token,
-            ollama=new.ollama,
-        )
-        if new.heartbeat != old.heartbeat and self._next_heartbeat is not None:
+        self.config = change.config
+        if change.heartbeat_changed and self._next_heartbeat is not None:
             self._next_heartbeat = self._clock() + self.config.heartbeat.delay(self._rng())
-        if new.ollama != old.ollama:
-            applied.append(f"ollama host={new.ollama.host}")
+        if change.ollama_changed:
             self._usage_probe = self._usage_factory(self.config)
             self._stop_watchers()
             self._start_watchers()
             self.request_rediscovery("Ollama host changed")
-        log.info("configuration reloaded; applied: %s", ", ".join(applied) or "nothing changed")
-        if restart:
-            log.warning("changes to %s take effect after a restart", ", ".join(restart))
-        return applied
+        log.info(
+            "configuration reloaded; applied: %s", ", ".join(change.applied) or "nothing changed"
+        )
+        if change.restart:
+            log.warning("changes to %s take effect after a restart", ", ".join(change.restart))
+        return list(change.applied)
 
     # -- watchers ------------------------------------------------------------------------------
 
@@ -748,178 +561,16 @@ class AgentDaemon:
     # -- status --------------------------------------------------------------------------------
 
     def status(self, *, stopped: bool = False) -> dict[str, Any]:
-        peers: list[str] = []
-        if self.transport is not None:
-            try:
-                peers = self.transport.peers()
-            except CooeeError:
-                peers = []
-        assignment = self.assignment
-        return {
-            "schema": STATUS_SCHEMA,
-            "pid": os.getpid(),
-            "running": not stopped,
-            "updated_at": self._wall(),
-            "updated": _iso(self._wall()),
-            "enrolment": self.enrolment_state,
-            "agent_id": getattr(getattr(self, "keys", None), "agent_id", None),
-            "peer_id": self.transport.peer_id if self.transport is not None else None,
-            "host_id": assignment.host_id if assignment is not None else None,
-            "hostname": self.identity.hostname if self.identity is not None else None,
-            "tokens": [
-                {"slot": s.slot, "gpu_id": s.gpu_id, "token": s.token}
-                for s in (assignment.slots if assignment is not None else ())
-            ],
-            "agents": self.identity.agents if self.identity is not None else 0,
-            "identity_error": self.identity_error,
-            "state": self.state,
-            "reasons": list(self.reasons),
-            "peers": len(peers),
-            "last_heartbeat": self.last_heartbeat,
-            "heartbeat_interval_s": self.config.heartbeat.interval,
-            "outbox_depth": self.outbox.depth() if self.outbox is not None else None,
-        }
+        return report.status_record(self, now=self._wall(), stopped=stopped)
 
     def write_status(self, *, stopped: bool = False) -> None:
         write_json(self.state_dir / STATUS_FILE, self.status(stopped=stopped))
 
     def status_line(self) -> str:
-        state = self.enrolment_state
-        if self.assignment is not None:
-            slots = len(self.assignment.slots)
-            text = f"enrolled as host {self.assignment.host_id}, {slots} slot(s)"
-            if state != "enrolled":
-                text += f" ({state} again)"
-        elif self.identity_error is not None:
-            text = f"no identity: {self.identity_error}"
-        else:
-            text = state
-        if self.last_heartbeat is not None:
-            text += (
-                f", last heartbeat {self.last_heartbeat['at']} "
-                f"(seq {self.last_heartbeat['seq']}, {self.last_heartbeat['state']})"
-            )
-        return text
+        return report.status_line(self)
 
     def _notify_status(self) -> None:
         line = self.status_line()
         if line != self._last_status_line:
             self._last_status_line = line
             self._notifier.status(line)
-
-
-# -- helpers ---------------------------------------------------------------------------------------
-
-
-def leader_bundles(config: Config) -> list[Any]:
-    """The configured Leader bundles; ConfigError (exit 2) when there is none."""
-    from cooee_agent.enrolment import parse_bundle
-
-    if not config.leader.keys:
-        where = config.source or "the configuration"
-        raise ConfigError(
-            f"{where}: [leader] keys is empty; "
-            "add the bundle printed by `cooee-agent leader keygen`"
-        )
-    try:
-        return [parse_bundle(text) for text in config.leader.keys]
-    except CooeeError as error:
-        raise ConfigError(f"[leader] keys: {error}") from error
-
-
-def sealing_bundle(bundles: Sequence[Any]) -> Any:
-    """One bundle sealing to every configured recipient (several during a key rotation)."""
-    from cooee_agent.enrolment import LeaderBundle
-
-    recipients = tuple(dict.fromkeys(r for bundle in bundles for r in bundle.recipients))
-    return LeaderBundle(verify_key=bundles[-1].verify_key, recipients=recipients)
-
-
-def identity_of(inventory: Inventory, tuples: Sequence[Any], keys: Any, bundles: Any) -> Identity:
-    """The parts of an enrolment whose change calls for a new one (DiscoveryError if none)."""
-    from cooee_agent.enrolment import b64, build_enrolment
-
-    record = build_enrolment(inventory, tuples, keys, nonce="0" * 32)
-    value = {
-        "agent": b64.encode(keys.verify_key),
-        "leaders": sorted(b64.encode(bundle.verify_key) for bundle in bundles),
-        "hostname": record.host.hostname,
-        "mac": record.host.mac,
-        "slots": [[slot.slot, slot.gpu_id] for slot in record.slots],
-        "agents": sorted(agent.key for agent in record.agents),
-    }
-    digest = hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
-    return Identity(
-        digest=digest,
-        hostname=record.host.hostname,
-        mac=record.host.mac,
-        slots=len(record.slots),
-        agents=len(record.agents),
-        installed=tuple(sorted({agent.tuple.model for agent in record.agents})),
-    )
-
-
-def _local_hostname() -> str:
-    from cooee_agent.discovery.host import hostname
-    from cooee_agent.identity.canonical import normalise_hostname
-
-    try:
-        return normalise_hostname(hostname())
-    except CooeeError:
-        return "unknown"
-
-
-# -- production wiring -------------------------------------------------------------------------
-
-
-def real_discover(config: Config) -> Inventory:
-    from cooee_agent.discovery.inventory import discover
-
-    return discover(ollama_host=config.ollama.host)
-
-
-def real_usage(config: Config) -> UsageProbe:
-    from cooee_agent.agent.usage import default_gpu_probe, ollama_loaded, usage_probe
-
-    return usage_probe(default_gpu_probe(), ollama_loaded(config.ollama.host))
-
-
-def real_transport(config: Config) -> Transport:
-    from cooee_agent.bus.libp2p_mesh import MeshConfig, start_mesh
-
-    return start_mesh(MeshConfig.from_config(config))
-
-
-def real_watchers(daemon: AgentDaemon) -> list[Watcher]:
-    """udev (drm, net) where pyudev and netlink work, and the Ollama model poller."""
-    import sys
-
-    from cooee_agent.agent.watchers import OllamaPoller, UdevWatcher, fetch_ollama_digests
-
-    def changed(change: Any) -> None:
-        daemon.request_rediscovery(f"{change.source}: {', '.join(change.details)}")
-
-    host = daemon.config.ollama.host
-    info = daemon.inventory.ollama if daemon.inventory is not None else None
-    baseline = (
-        frozenset((m.name, m.digest) for m in info.models)
-        if info is not None and info.source == "api"
-        else None
-    )
-    watchers: list[Watcher] = [
-        OllamaPoller(lambda: fetch_ollama_digests(host), changed, baseline=baseline)
-    ]
-    if sys.platform.startswith("linux"):
-        watchers.append(UdevWatcher(changed))
-    return watchers
-
-
-def production_daemon(config: Config, config_loader: Callable[[], Config] | None) -> AgentDaemon:
-    return AgentDaemon(
-        config,
-        transport_factory=real_transport,
-        discover=real_discover,
-        usage=real_usage,
-        watchers=real_watchers,
-        config_loader=config_loader,
-    )

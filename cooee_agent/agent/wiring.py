@@ -1,0 +1,69 @@
+"""Production wiring of the daemon: real discovery, usage probe, mesh and change watchers."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from cooee_agent.config import Config
+from cooee_agent.discovery.model import Inventory
+
+if TYPE_CHECKING:
+    from cooee_agent.agent.daemon import AgentDaemon, Watcher
+    from cooee_agent.agent.usage import UsageProbe
+    from cooee_agent.bus.transport import Transport
+
+
+def real_discover(config: Config) -> Inventory:
+    from cooee_agent.discovery.inventory import discover
+
+    return discover(ollama_host=config.ollama.host)
+
+
+def real_usage(config: Config) -> UsageProbe:
+    from cooee_agent.agent.usage import default_gpu_probe, ollama_loaded, usage_probe
+
+    return usage_probe(default_gpu_probe(), ollama_loaded(config.ollama.host))
+
+
+def real_transport(config: Config) -> Transport:
+    from cooee_agent.bus.libp2p_mesh import MeshConfig, start_mesh
+
+    return start_mesh(MeshConfig.from_config(config))
+
+
+def real_watchers(daemon: AgentDaemon) -> list[Watcher]:
+    """udev (drm, net) where pyudev and netlink work, and the Ollama model poller."""
+    from cooee_agent.agent.watchers import OllamaPoller, UdevWatcher, fetch_ollama_digests
+
+    def changed(change: Any) -> None:
+        daemon.request_rediscovery(f"{change.source}: {', '.join(change.details)}")
+
+    host = daemon.config.ollama.host
+    info = daemon.inventory.ollama if daemon.inventory is not None else None
+    baseline = (
+        frozenset((m.name, m.digest) for m in info.models)
+        if info is not None and info.source == "api"
+        else None
+    )
+    watchers: list[Watcher] = [
+        OllamaPoller(lambda: fetch_ollama_digests(host), changed, baseline=baseline)
+    ]
+    if sys.platform.startswith("linux"):
+        watchers.append(UdevWatcher(changed))
+    return watchers
+
+
+def production_daemon(config: Config, config_loader: Callable[[], Config] | None) -> AgentDaemon:
+    """The daemon ``cooee-agent run`` starts (also importable from agent.daemon)."""
+    from cooee_agent.agent.daemon import AgentDaemon
+
+    return AgentDaemon(
+        config,
+        transport_factory=real_transport,
+        discover=real_discover,
+        usage=real_usage,
+        watchers=real_watchers,
+        config_loader=config_loader,
+    )
