@@ -354,6 +354,12 @@ class MeshTransport:
     def peer_id(self) -> str:
         return self._node.peer_id
 
+    @property
+    def alive(self) -> bool:
+        """False once closed or once the node's thread has ended (the node died): from then on
+        every call raises TransportError and subscriptions receive nothing more."""
+        return not self._closed and self._thread.is_alive()
+
     def publish(self, topic: str, data: bytes) -> None:
         check_outbound(topic, data)
         self._call(self._node.publish, topic, bytes(data))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import stat
 import threading
 import time
@@ -86,9 +87,9 @@ class Harness:
     def start(self, config: Config | None = None, **options: Any) -> AgentDaemon:
         joined = len(self.daemons)
         options.setdefault("pinger", lambda progress: None)
+        options.setdefault("transport_factory", lambda cfg: self.bus.join(f"agent-{joined}"))
         daemon = AgentDaemon(
             config or self.config(),
-            transport_factory=lambda cfg: self.bus.join(f"agent-{joined}"),
             discover=self.host.discover,
             usage=self.host.usage,
             notifier=self.notifier,  # type: ignore[arg-type]
@@ -408,3 +409,69 @@ def test_intervene_queues_a_call_the_running_daemon_publishes(harness: Harness) 
     assert call["reason"] == "operator" and call["detail"] == "fan noise in rack 4"
     assert call["host_id"] == daemon.assignment.host_id
     wait_until(lambda: daemon.outbox is not None and daemon.outbox.depth() == 0, what="retired")
+
+
+class MortalTransport:
+    """A MemoryTransport that can report itself dead, as a MeshTransport does once its node's
+    thread has ended (``alive``); everything else goes to the real transport."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.alive = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def mesh_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.ERROR and "mesh has stopped" in r.getMessage()
+    ]
+
+
+def test_a_transport_closed_underneath_ends_the_daemon_with_exit_code_1(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon = harness.start()
+    wait_until(lambda: enrolled(daemon) and daemon.last_heartbeat is not None)
+    (_, thread) = harness.daemons[-1]
+    harness.bus._members["agent-0"].close()
+    thread.join(10)
+    assert not thread.is_alive(), "the daemon kept running on a closed mesh"
+    assert daemon.exit_code == 1
+    assert len(mesh_errors(caplog)) == 1
+    assert "heartbeat" not in caplog.text.split("mesh has stopped")[-1]  # no publish errors after
+
+
+def test_a_dead_mesh_stops_the_watchdog_beat_and_announces_no_leaving(harness: Harness) -> None:
+    now = [0.0]
+    transport = MortalTransport(harness.bus.join("agent-0"))
+    daemon = AgentDaemon(
+        harness.config(),
+        transport_factory=lambda cfg: transport,  # type: ignore[arg-type,return-value]
+        discover=harness.host.discover,
+        usage=harness.host.usage,
+        notifier=harness.notifier,  # type: ignore[arg-type]
+        pinger=lambda progress: None,
+        clock=lambda: now[0],
+        resend_base=0.2,
+    )
+    daemon.start()
+    try:
+        wait_until(lambda: daemon.turn() or daemon.last_heartbeat is not None, what="heartbeat")
+        now[0] += 5.0
+        daemon.turn()
+        assert daemon.progress.age() == 0.0  # a healthy turn beats
+        transport.alive = False
+        now[0] += 5.0
+        daemon.turn()
+        daemon.turn()
+        assert daemon.progress.age() == 5.0  # no beat: the watchdog pinger withholds its pings
+        assert daemon.exit_code == 1
+    finally:
+        daemon.shutdown()
+    time.sleep(0.2)
+    assert harness.leader.availability, "the Leader heard the heartbeats"
+    assert all(r["kind"] == "availability" for r in harness.leader.availability)

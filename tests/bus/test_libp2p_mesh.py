@@ -83,6 +83,23 @@ def test_closing_ends_subscriptions_and_later_calls_fail_cleanly(tmp_path: Path)
     node.close()  # twice is harmless
 
 
+def test_a_node_that_ends_underneath_its_transport_reports_itself_dead(tmp_path: Path) -> None:
+    import trio
+
+    node = start_mesh(MeshConfig(state_dir=tmp_path, listen=LOOPBACK))
+    try:
+        assert node.alive
+        # The trio side stops without close(): what a crash of the node's thread looks like.
+        trio.from_thread.run_sync(node._node.stop, trio_token=node._token)
+        node._thread.join(10)
+        assert not node.alive
+        with pytest.raises(TransportError, match="stopped"):
+            node.publish(TOPIC_ENROL, b"into the void")
+    finally:
+        node.close()
+    assert not node.alive
+
+
 def test_a_bad_multiaddr_in_config_is_a_transport_error(tmp_path: Path) -> None:
     with pytest.raises(TransportError, match="multiaddr"):
         start_mesh(MeshConfig(state_dir=tmp_path, listen=LOOPBACK, bootstrap=("not-an-addr",)))
