@@ -87,7 +87,10 @@ class Enrolment:
             if self._clock() - self.pending_since >= threshold:
                 return "pending"
             return "enrolling"
-        return "enrolled" if self.assignment is not None else "enrolling"
+        # An assignment for an earlier identity still names the host's tokens, but the host is
+        # not enrolled as it is now until the Leader answers the new enrolment.
+        current = self.identity is None or self._assignment_identity == self.identity.digest
+        return "enrolled" if self.assignment is not None and current else "enrolling"
 
     def identify(self, inventory: Inventory) -> bool:
         """Form the identity of ``inventory``; True when it differs from the current one.
