@@ -112,19 +112,33 @@ class Agent:
         self.config = world.tmp / f"{name}.toml"
         self.log = world.tmp / f"{name}.stderr"
         self.process: Process | None = None
-        self.write_config(bootstrap)
+        self.bootstrap = tuple(bootstrap)
+        self.listen = "/ip4/127.0.0.1/tcp/0"
+        self.write_config()
 
-    def write_config(self, bootstrap: Sequence[str]) -> None:
-        addrs = ", ".join(f'"{a}"' for a in bootstrap)
+    def write_config(self) -> None:
+        addrs = ", ".join(f'"{a}"' for a in self.bootstrap)
         self.config.write_text(
             f'state_dir = "{self.state_dir}"\n'
             'log_level = "debug"\n'
             f'[leader]\nkeys = ["{self.world.bundle}"]\n'
-            f'[mesh]\nlisten = "/ip4/127.0.0.1/tcp/0"\nbootstrap = [{addrs}]\n'
+            f'[mesh]\nlisten = "{self.listen}"\nbootstrap = [{addrs}]\n'
             "[heartbeat]\ninterval = 1\njitter = 0\n"
             # Nothing listens there: the agent runs with no Ollama and no models.
             f'[ollama]\nhost = "http://127.0.0.1:{self.world.closed_port}"\n'
         )
+
+    def known_addr(self) -> str:
+        """Fix this agent's port and peer key now, so others can dial it before it starts."""
+        from libp2p.peer.id import ID
+
+        from cooee_agent.bus.peerkey import load_or_create_peer_key
+
+        port = free_port()
+        self.listen = f"/ip4/127.0.0.1/tcp/{port}"
+        self.write_config()
+        key_pair = load_or_create_peer_key(self.state_dir)
+        return f"{self.listen}/p2p/{ID.from_pubkey(key_pair.public_key).to_base58()}"
 
     def start(self) -> Agent:
         entry = f"import socket; socket.gethostname = lambda: {self.hostname!r}; {ENTRY}"
@@ -177,12 +191,13 @@ class World:
         self.processes.append(process)
         return process
 
-    def start_leader(self, bootstrap: Sequence[str] = ()) -> str:
-        """``leader serve`` on the world's fixed port; returns its /p2p/ multiaddr."""
+    def start_leader(self, bootstrap: Sequence[str] = (), *, debug: bool = False) -> str:
+        """``leader serve`` on the world's fixed port; returns its /p2p/ multiaddr. ``debug``
+        logs what the mesh drops (and much else) to leader.stderr."""
         addrs_file = self.leader_dir / "leader.addrs"
         addrs_file.unlink(missing_ok=True)  # a killed Leader leaves its old file behind
         listen = f"/ip4/127.0.0.1/tcp/{self.leader_port}"
-        argv = [sys.executable, "-c", ENTRY, "leader", "serve"]
+        argv = [sys.executable, "-c", ENTRY, *(["--debug"] if debug else []), "leader", "serve"]
         argv += ["--state-dir", str(self.leader_dir), "--listen", listen]
         for addr in bootstrap:
             argv += ["--bootstrap", addr]
