@@ -51,6 +51,7 @@ def test_a_flooding_peer_does_not_stop_an_honest_agent_from_enrolling(
         subscribe=(TOPIC_ENROL, TOPIC_ASSIGNMENT),
     )
     # A real enrolment to replay: the hostile peer overhears another agent's.
+    hostile.wait_topic_peers(TOPIC_ENROL, [leader_peer])
     victim = world.agent("victim").start()
     victim_status = victim.enrolled()
     replayed = hostile.wait_for(
@@ -98,7 +99,13 @@ def test_a_flooding_peer_does_not_stop_an_honest_agent_from_enrolling(
     hostile.kill()
 
     assert world.leader is not None and world.leader.alive, world.leader.tail()
-    hosts = world.online([honest.hostname])
+
+    def honest_online() -> list[dict[str, Any]] | None:
+        assert honest.process is not None and honest.process.alive, honest.process.tail()
+        hosts = world.hosts()
+        return hosts if by_name(hosts).get(honest.hostname, {}).get("online") else None
+
+    hosts = until(honest_online, "the honest agent online at the Leader")
     ids = {h["hostname"]: h["host_id"] for h in hosts}
     assert ids == {
         victim.hostname: victim_status["host_id"],
