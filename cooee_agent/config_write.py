@@ -1,0 +1,328 @@
+"""Write the agent's first configuration: check each answer, render TOML, write it atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import grp
+import logging
+import os
+import pwd
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cooee_agent.config import DEFAULT_STATE_DIR, parse_config
+from cooee_agent.errors import ConfigError, CooeeError, InputError
+
+log = logging.getLogger(__name__)
+
+CONFIG_MODE = 0o640
+AGENT_GROUP = "cooee-agent"
+DEFAULT_INTERVAL = 30.0
+MAX_TOKEN_LENGTH = 4096
+_MASK = "********"
+
+
+@dataclass(frozen=True, slots=True)
+class Answers:
+    """What an operator decided; everything the first configuration holds."""
+
+    leader_key: str
+    bootstrap: tuple[str, ...] = ()
+    mdns: bool = False
+    # A credential: kept out of reprs so it never reaches a log line or a traceback.
+    join_token: str | None = field(default=None, repr=False)
+    interval: float = DEFAULT_INTERVAL
+    state_dir: Path | None = None  # written only when it is not the default
+    ollama_host: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """Where the configuration went and who may read it."""
+
+    path: Path
+    replaced: bool
+    group: str | None  # the group that may read it, or None when it was left as created
+    note: str
+
+
+def read_bundle_text(value: str) -> str:
+    """The bundle itself, or the contents of FILE for ``@FILE``."""
+    if not value.startswith("@"):
+        return value.strip()
+    try:
+        return Path(value[1:]).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot read the Leader key bundle from {value[1:]}: {error}") from None
+
+
+def check_leader_key(value: str) -> str:
+    """The canonical bundle text; InputError saying what is wrong with it."""
+    from cooee_agent.enrolment import KeyFileError, parse_bundle
+
+    text = read_bundle_text(value)
+    if not text:
+        raise InputError("the Leader key bundle is empty")
+    try:
+        return str(parse_bundle(text).text)
+    except KeyFileError as error:
+        raise InputError(str(error)) from None
+
+
+def leader_fingerprint(bundle_text: str) -> str:
+    from cooee_agent.enrolment.keys import fingerprint
+
+    return fingerprint(bundle_text)
+
+
+def check_bootstrap(value: str) -> str:
+    """A peer address the mesh can dial: a valid multiaddr over TCP ending in /p2p/<peer id>."""
+    import multiaddr  # type: ignore[import-untyped]  # a libp2p dependency
+
+    text = value.strip()
+    if not text:
+        raise InputError("a bootstrap peer address is empty")
+    try:
+        address = multiaddr.Multiaddr(text)
+    except Exception as error:  # multiaddr raises several unrelated types for bad input
+        raise InputError(f"{text!r} is not a valid multiaddr: {error}") from None
+    names = [protocol.name for protocol in address.protocols()]
+    if not names or names[-1] != "p2p":
+        raise InputError(f"{text!r} must end in /p2p/<peer id> (the peer the Leader prints)")
+    if "tcp" not in names:
+        raise InputError(f"{text!r} must name a TCP port, e.g. /ip4/10.0.0.1/tcp/4001/p2p/<id>")
+    return str(address)
+
+
+def check_interval(value: str | float) -> float:
+    """Heartbeat seconds, 1 to 3600 as the configuration allows."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"the heartbeat interval must be a number of seconds, got {value!r}"
+        ) from None
+    if not 1 <= seconds <= 3600:  # also refuses NaN
+        raise InputError(f"the heartbeat interval must be 1 to 3600 seconds, got {value!r}")
+    return seconds
+
+
+def check_join_token(value: str) -> str | None:
+    """None for no token; else the token, which must be one line of printable text."""
+    token = value.strip()
+    if not token:
+        return None
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise InputError(f"the join token is longer than {MAX_TOKEN_LENGTH} characters")
+    if not token.isprintable():
+        raise InputError("the join token must be one line of printable characters")
+    return token
+
+
+def read_join_token_file(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot read the join token from {path}: {error}") from None
+    token = check_join_token(text)
+    if token is None:
+        raise InputError(f"the join token file {path} is empty")
+    return token
+
+
+def toml_string(text: str) -> str:
+    """A TOML basic string: quotes, backslashes and control characters escaped."""
+    escaped = []
+    for char in text:
+        if char in '"\\':
+            escaped.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            escaped.append(f"\\u{ord(char):04X}")
+        else:
+            escaped.append(char)
+    return '"' + "".join(escaped) + '"'
+
+
+def _toml_list(items: tuple[str, ...]) -> str:
+    if not items:
+        return "[]"
+    return "[\n" + "".join(f"    {toml_string(item)},\n" for item in items) + "]"
+
+
+def _toml_number(value: float) -> str:
+    return str(int(value)) if value == int(value) else repr(value)
+
+
+def render_config(answers: Answers, *, mask_token: bool = False) -> str:
+    """The TOML text; validated by the agent's own parser, so what is written is what loads."""
+    lines = [
+        "# Written by `cooee-agent enrol`; packaging/config.example.toml documents every key.",
+        "",
+    ]
+    if answers.state_dir is not None and answers.state_dir != DEFAULT_STATE_DIR:
+        lines.append(f"state_dir = {toml_string(str(answers.state_dir))}")
+    if answers.join_token is not None:
+        shown = _MASK if mask_token else answers.join_token
+        lines.append("# A credential: keep this file readable by root and cooee-agent only.")
+        lines.append(f"join_token = {toml_string(shown)}")
+    if lines[-1]:
+        lines.append("")
+    lines += ["[leader]", f"keys = {_toml_list((answers.leader_key,))}", ""]
+    lines += ["[mesh]", f"bootstrap = {_toml_list(answers.bootstrap)}"]
+    lines += [f"mdns = {'true' if answers.mdns else 'false'}", ""]
+    lines += ["[heartbeat]", f"interval = {_toml_number(answers.interval)}"]
+    if answers.ollama_host is not None:
+        lines += ["", "[ollama]", f"host = {toml_string(answers.ollama_host)}"]
+    text = "\n".join(lines) + "\n"
+    if not mask_token:
+        parse_config(text, env={})  # a ConfigError here is a bug in the checks above
+    return text
+
+
+def sets_nothing(text: str) -> bool:
+    """True for a file that sets no value: the commented template packaging installs."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return False
+    return all(isinstance(value, dict) and not value for value in raw.values())
+
+
+def existing_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read the existing configuration: {error}") from None
+
+
+def check_writable(path: Path, *, force: bool) -> bool:
+    """Whether ``path`` will be replaced; ConfigError when it holds settings and not ``force``."""
+    text = existing_text(path)
+    if text is None:
+        return False
+    if not force and not sets_nothing(text):
+        raise ConfigError(
+            f"{path} already exists and holds settings; rerun with --force to replace it"
+        )
+    return True
+
+
+def summary(answers: Answers, before: str | None) -> list[str]:
+    """Diff-like lines of what will be written (the join token masked): '+' new, '-' gone."""
+    after = render_config(answers, mask_token=True).splitlines()
+    if before is None:
+        return ["+ " + line if line else "+" for line in after]
+    old = []
+    for line in before.splitlines():
+        old.append("join_token = " + toml_string(_MASK) if line.startswith("join_token") else line)
+    diff = difflib.unified_diff(old, after, "existing", "new", lineterm="", n=2)
+    return list(diff) or ["  (no change)"]
+
+
+def _group_for(path: Path) -> tuple[int | None, str]:
+    """The gid to give the file and a sentence saying who can read it."""
+    if os.geteuid() != 0:
+        return None, (
+            f"left owned by {pwd.getpwuid(os.geteuid()).pw_name} (not running as root); "
+            f"the agent reads it only if its user can: as root, 'chgrp {AGENT_GROUP} {path}'"
+        )
+    try:
+        gid = grp.getgrnam(AGENT_GROUP).gr_gid
+    except KeyError:
+        return None, f"left owned by root: there is no {AGENT_GROUP} group on this host"
+    return gid, f"readable by root and the {AGENT_GROUP} group"
+
+
+def write_config(path: Path, text: str, *, force: bool) -> Written:
+    """Write ``text`` to ``path`` atomically with mode 0640; readers see the old or new file.
+
+    Without ``force`` an existing file that holds settings is never replaced, even one that
+    appears while this runs (the new file is linked into place, which fails if one exists).
+    """
+    replaced = check_writable(path, force=force)
+    gid, note = _group_for(path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(descriptor, CONFIG_MODE)
+        if gid is not None:
+            os.fchown(descriptor, -1, gid)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if replaced:
+            os.replace(temporary, path)
+        else:
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                raise ConfigError(f"{path} appeared while writing it; not replaced") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot write the configuration: {error}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):  # gone when renamed into place
+            os.unlink(temporary)
+    _sync_directory(path.parent)
+    log.info("wrote configuration %s", path)
+    return Written(
+        path=path, replaced=replaced, group=AGENT_GROUP if gid is not None else None, note=note
+    )
+
+
+def _sync_directory(directory: Path) -> None:
+    try:
+        handle = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass  # some file systems cannot sync a directory; the file itself is synced
+    finally:
+        os.close(handle)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentKeysReady:
+    agent_id: str
+    recipient: str
+    created: bool
+
+
+def ensure_agent_keys(state_dir: Path) -> AgentKeysReady:
+    """The agent's keys in ``state_dir`` (0600), created if absent, owned like the directory.
+
+    Run as root into a state directory the agent's user owns, new key files are given to that
+    user: otherwise the service could not read keys only root may open.
+    """
+    from cooee_agent.enrolment import load_or_create_agent_keys
+    from cooee_agent.enrolment.paths import AGENT_IDENTITY_FILE, AGENT_SIGNING_FILE
+
+    names = (AGENT_SIGNING_FILE, AGENT_IDENTITY_FILE)
+    missing = [name for name in names if not (state_dir / name).exists()]
+    try:
+        keys = load_or_create_agent_keys(state_dir)
+    except OSError as error:
+        raise CooeeError(f"cannot create the agent keys in {state_dir}: {error}") from None
+    if missing and os.geteuid() == 0:
+        owner = state_dir.stat()
+        for name in missing:
+            if owner.st_uid != 0:
+                os.chown(state_dir / name, owner.st_uid, owner.st_gid)
+    return AgentKeysReady(agent_id=keys.agent_id, recipient=keys.recipient, created=bool(missing))
+
+
+def apply_answers(
+    answers: Answers, *, config_path: Path, force: bool
+) -> tuple[AgentKeysReady, Written]:
+    """Create the agent keys, then write the configuration: a key failure leaves no config."""
+    text = render_config(answers)
+    check_writable(config_path, force=force)
+    keys = ensure_agent_keys(answers.state_dir or DEFAULT_STATE_DIR)
+    return keys, write_config(config_path, text, force=force)
