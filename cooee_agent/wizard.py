@@ -195,8 +195,8 @@ def run_wizard(
     keys, written = apply_answers(answers, config_path=config_path, force=force)
     fingerprint = leader_fingerprint(answers.leader_key)
     io.say(f"Wrote {written.path}: {written.note}.")
-    made = "created" if keys.created else "kept the existing"
-    io.say(f"Agent keys: {made} ones in {state_dir}; agent id {keys.agent_id}.")
+    made = "created" if keys.created else "already there, kept"
+    io.say(f"Agent keys {made} in {state_dir}; agent id {keys.agent_id}.")
     try:
         if _yes_no(io, "Show the command that starts the agent?", default=True):
             io.say(f"  {START_COMMAND}")
