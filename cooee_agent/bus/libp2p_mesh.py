@@ -114,9 +114,10 @@ Listener = Callable[[Message], None]
 
 
 def _tune_libp2p(send_queue_size: int, subscription_queue_size: int) -> None:
-    """Enlarge the two queues that 0.8.1 sizes at 32 and drops from without a word.
+    """Enlarge the two queues that 0.8.1 sizes at 32 and drops from without a word, and patch
+    two defects of ``Pubsub`` (see the two functions below).
 
-    Both are module-level in py-libp2p (no constructor option), so this is process-wide.
+    All of it is module- or class-level in py-libp2p (no constructor option), so process-wide.
     """
     import libp2p.pubsub.pubsub as pubsub_module
     from libp2p.pubsub.rpc_queue import RpcQueue
@@ -127,6 +128,77 @@ def _tune_libp2p(send_queue_size: int, subscription_queue_size: int) -> None:
 
     pubsub_module.RpcQueue = _LargeRpcQueue  # type: ignore[misc,assignment]
     pubsub_module.SUBSCRIPTION_CHANNEL_SIZE = subscription_queue_size
+    _survive_unreadable_rpcs(pubsub_module.Pubsub)
+    _serialise_rpc_writes(pubsub_module.Pubsub)
+
+
+def _survive_unreadable_rpcs(pubsub_class: Any) -> None:
+    """Drop a peer whose RPC cannot be parsed, instead of dying with it (py-libp2p 0.8.1).
+
+    0.8.1's ``Pubsub.continuously_read_stream`` catches MessageTooLarge and stream errors but
+    not protobuf's DecodeError: one frame that is not an RPC escapes ``stream_handler``, ends the
+    connection's nursery and with it the whole node. Any failure while reading or handling one
+    inbound RPC is that peer's fault, so it gets what MessageTooLarge gets: a warning naming the
+    peer, its stream reset, the peer dropped from pubsub (it may reconnect; a frame that is
+    garbage again costs it the stream again). Patched on the class before ``Pubsub`` is built
+    (its constructor registers the bound ``stream_handler``); idempotent.
+    """
+    original = pubsub_class.continuously_read_stream
+    if getattr(original, "_cooee_patched", False):
+        return
+    from libp2p.exceptions import ParseError
+    from libp2p.io.exceptions import IncompleteReadError
+    from libp2p.network.stream.exceptions import StreamError
+
+    async def continuously_read_stream(self: Any, stream: Any) -> None:
+        peer_id = stream.muxed_conn.peer_id
+        try:
+            await original(self, stream)
+        except (StreamError, ParseError, IncompleteReadError):
+            raise  # stream_handler already treats these as a dead peer, quietly
+        except Exception as error:  # trio's Cancelled is a BaseException and passes
+            logger.warning(
+                "dropped pubsub peer %s: unreadable RPC (%s: %s)",
+                peer_id,
+                type(error).__name__,
+                error,
+            )
+            with contextlib.suppress(Exception):
+                await stream.reset()
+            self._handle_dead_peer(peer_id)
+
+    continuously_read_stream._cooee_patched = True  # type: ignore[attr-defined]
+    pubsub_class.continuously_read_stream = continuously_read_stream
+
+
+def _serialise_rpc_writes(pubsub_class: Any) -> None:
+    """Make each ``Pubsub.write_msg`` one uninterrupted write on its stream (py-libp2p 0.8.1).
+
+    0.8.1 writes a peer's stream from several tasks at once: the per-peer queue's sender and
+    gossipsub's direct ``write_msg`` calls (``flush_pending_messages``, the replay of recent
+    messages to a new peer). yamux's ``YamuxStream.write`` takes its lock per frame, not per
+    call, so under load the frames of two RPCs interleave and the receiver reads garbage. One
+    trio lock per stream, held for the whole length prefix and payload, restores the framing.
+    Streams are weakly keyed, so a closed stream's lock goes with it; idempotent.
+    """
+    original = pubsub_class.write_msg
+    if getattr(original, "_cooee_patched", False):
+        return
+    import weakref
+
+    import trio
+
+    locks: weakref.WeakKeyDictionary[Any, trio.Lock] = weakref.WeakKeyDictionary()
+
+    async def write_msg(self: Any, stream: Any, rpc_msg: Any) -> bool:
+        lock = locks.get(stream)
+        if lock is None:
+            lock = locks[stream] = trio.Lock()
+        async with lock:
+            return bool(await original(self, stream, rpc_msg))
+
+    write_msg._cooee_patched = True  # type: ignore[attr-defined]
+    pubsub_class.write_msg = write_msg
 
 
 class MeshNode:

@@ -210,7 +210,8 @@ def serve(
 ) -> None:
     """Serve on the COOEE mesh until SIGTERM: enrolments, availability, calls.
 
-    Prints the Leader's multiaddrs and writes them to STATE_DIR/leader.addrs.
+    Prints the Leader's multiaddrs and writes them to STATE_DIR/leader.addrs. Exits 1 if the
+    mesh node dies under it (a Leader with no network must be restarted, not look healthy).
     """
     import signal
     import threading
@@ -234,8 +235,10 @@ def serve(
         for addr in node.addrs:
             typer.echo(addr)
         notifier.ready(f"Leader serving on {len(node.addrs)} address(es)")
-        node.run(stop)
-        notifier.stopping("Leader stopping")
+        try:
+            node.run(stop)  # TransportError once the mesh has died: exit 1, one line
+        finally:
+            notifier.stopping("Leader stopping")
 
 
 def _calls_book(state_dir: Path):  # type: ignore[no-untyped-def]

@@ -212,7 +212,12 @@ class LeaderService:
         return handled
 
     def run(self, stop: threading.Event, *, tick_s: float = 1.0) -> None:
-        """Serve until ``stop`` is set: messages in arrival order, an offline sweep every tick."""
+        """Serve until ``stop`` is set: messages in arrival order, an offline sweep every tick.
+
+        Raises TransportError (within a tick) once the transport can carry nothing more: its
+        node died or its subscriptions were closed underneath the service. A Leader without a
+        network must not look healthy; its supervisor restarts it.
+        """
         inbox: queue.Queue[Message] = queue.Queue()
         pumps = [
             threading.Thread(
@@ -224,6 +229,11 @@ class LeaderService:
             pump.start()
         next_sweep = 0.0
         while not stop.is_set():
+            if not self._transport_alive():
+                raise TransportError(
+                    "the COOEE mesh has stopped under the Leader (its node ended); "
+                    "nothing can be received, so the Leader exits to be restarted"
+                )
             if time.monotonic() >= next_sweep:
                 try:
                     self.sweep()
@@ -235,6 +245,12 @@ class LeaderService:
             except queue.Empty:
                 continue
             self.handle(message)
+
+    def _transport_alive(self) -> bool:
+        # Only the mesh transport reports ``alive``; a transport without it cannot die.
+        if getattr(self.transport, "alive", True) is False:
+            return False
+        return not any(s.closed for s in self._subscriptions.values())
 
     def close(self) -> None:
         for subscription in self._subscriptions.values():

@@ -1,0 +1,169 @@
+"""The two py-libp2p 0.8.1 pubsub defects the mesh patches: a frame that is not an RPC ends the
+node that reads it, and concurrent RPC writes to one stream interleave. Real nodes, 127.0.0.1."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cooee_agent.bus.libp2p_mesh import MeshConfig, MeshTransport, multiaddrs_of, start_mesh
+from cooee_agent.bus.transport import TOPIC_ENROL, Message
+
+LOOPBACK = ("/ip4/127.0.0.1/tcp/0",)
+# 0xff starts a field with wire type 7, which protobuf does not have: ParseFromString fails.
+GARBAGE = b"\xff" * 64
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def nodes(tmp_path: Path) -> Iterator[Callable[..., MeshTransport]]:
+    started: list[MeshTransport] = []
+
+    def start(name: str, bootstrap: tuple[str, ...] = ()) -> MeshTransport:
+        config = MeshConfig(
+            state_dir=tmp_path / name,
+            listen=LOOPBACK,
+            bootstrap=bootstrap,
+            redial_base=0.2,
+            redial_cap=1.0,
+        )
+        node = start_mesh(config)
+        started.append(node)
+        return node
+
+    try:
+        yield start
+    finally:
+        for node in reversed(started):
+            node.close()
+
+
+def until(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def on_node(node: MeshTransport, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run the coroutine function ``fn(pubsub, *args)`` on the node's trio thread."""
+    import trio
+
+    return trio.from_thread.run(fn, node._node._pubsub, *args, trio_token=node._token)
+
+
+def received(subscription: Any, count: int, timeout: float = 30.0) -> list[Message]:
+    got: list[Message] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count and time.monotonic() < deadline:
+        message = subscription.get(timeout=0.1)
+        if message is not None:
+            got.append(message)
+    return got
+
+
+def test_a_frame_that_is_not_an_rpc_drops_that_peer_and_the_node_serves_on(
+    nodes: Callable[..., MeshTransport], caplog: pytest.LogCaptureFixture
+) -> None:
+    target = nodes("target")
+    honest = nodes("honest", tuple(multiaddrs_of(target)))
+    hostile = nodes("hostile", tuple(multiaddrs_of(target)))
+    inbox = target.subscribe(TOPIC_ENROL)
+    until(lambda: target.peer_id in hostile.peers(), "the hostile peer connected")
+
+    async def send_garbage(pubsub: Any) -> None:
+        from libp2p.custom_types import TProtocol
+        from libp2p.peer.id import ID
+        from libp2p.utils.varint import encode_varint_prefixed
+
+        stream = await pubsub.host.new_stream(
+            ID.from_base58(target.peer_id), [TProtocol("/meshsub/1.1.0")]
+        )
+        await stream.write(encode_varint_prefixed(GARBAGE))
+
+    with caplog.at_level(logging.WARNING, logger="cooee_agent.bus.libp2p_mesh"):
+        on_node(hostile, send_garbage)
+        until(
+            lambda: any(
+                "unreadable RPC" in r.getMessage() and hostile.peer_id in r.getMessage()
+                for r in caplog.records
+            ),
+            "a warning naming the hostile peer",
+        )
+    assert target.alive, "the garbage frame ended the target's mesh node"
+    # The target still reads and relays: an honest peer's messages arrive.
+    until(lambda: target.peer_id in honest.topic_peers(TOPIC_ENROL), "the honest peer's mesh")
+    honest.publish(TOPIC_ENROL, b"still here")
+    assert [m.data for m in received(inbox, 1)] == [b"still here"]
+    assert target.alive and hostile.alive
+
+
+# Each RPC batches several messages (as go-libp2p does) and so spans several 64 KiB yamux
+# frames; yamux gives up its lock between frames, where another writer can slip in.
+WRITERS = 10
+PER_RPC = 8
+PAYLOAD = 60 * 1024
+
+
+def test_concurrent_rpc_writes_to_one_stream_arrive_whole(
+    nodes: Callable[..., MeshTransport], caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver = nodes("receiver")
+    sender = nodes("sender", tuple(multiaddrs_of(receiver)))
+    inbox = receiver.subscribe(TOPIC_ENROL)
+    until(lambda: receiver.peer_id in sender.topic_peers(TOPIC_ENROL), "the receiver's mesh")
+
+    async def write_concurrently(pubsub: Any) -> None:
+        import trio
+        from libp2p.peer.id import ID
+        from libp2p.pubsub.pb import rpc_pb2
+        from libp2p.pubsub.pubsub import PUBSUB_SIGNING_PREFIX
+
+        stream = pubsub.peers[ID.from_base58(receiver.peer_id)]
+
+        def signed(n: int) -> Any:
+            msg = rpc_pb2.Message(
+                data=b"%04d" % n + b"x" * PAYLOAD,
+                topicIDs=[TOPIC_ENROL],
+                from_id=pubsub.my_id.to_bytes(),
+                seqno=pubsub._next_seqno(),
+            )
+            msg.signature = pubsub.sign_key.sign(
+                PUBSUB_SIGNING_PREFIX.encode() + msg.SerializeToString()
+            )
+            msg.key = pubsub.host.get_public_key().serialize()
+            return msg
+
+        def rpc(w: int) -> Any:
+            return rpc_pb2.RPC(publish=[signed(w * PER_RPC + i) for i in range(PER_RPC)])
+
+        # What 0.8.1 does under load: the peer's queue sender and gossipsub's direct writes.
+        async with trio.open_nursery() as nursery:
+            for w in range(WRITERS):
+                nursery.start_soon(pubsub.write_msg, stream, rpc(w))
+
+    with caplog.at_level(logging.WARNING, logger="cooee_agent.bus.libp2p_mesh"):
+        on_node(sender, write_concurrently)
+        got = received(inbox, WRITERS * PER_RPC)
+    assert not [r.getMessage() for r in caplog.records if "unreadable RPC" in r.getMessage()]
+    assert sorted(int(m.data[:4]) for m in got) == list(range(WRITERS * PER_RPC))
+    assert all(len(m.data) == 4 + PAYLOAD for m in got)
+    assert receiver.alive and sender.alive
+
+
+def test_the_patches_are_applied_once_however_many_nodes_start(
+    nodes: Callable[..., MeshTransport],
+) -> None:
+    from libp2p.pubsub.pubsub import Pubsub
+
+    nodes("first")
+    read, write = Pubsub.continuously_read_stream, Pubsub.write_msg
+    nodes("second")
+    assert (Pubsub.continuously_read_stream, Pubsub.write_msg) == (read, write)
+    assert getattr(read, "_cooee_patched", False) and getattr(write, "_cooee_patched", False)
