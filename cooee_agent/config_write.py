@@ -224,28 +224,28 @@ def summary(answers: Answers, before: str | None) -> list[str]:
     return list(diff) or ["  (no change)"]
 
 
-def _group_for(path: Path) -> tuple[int | None, str]:
+def _group_for(path: Path, group: str) -> tuple[int | None, str]:
     """The gid to give the file and a sentence saying who can read it."""
     if os.geteuid() != 0:
         return None, (
             f"left owned by {pwd.getpwuid(os.geteuid()).pw_name} (not running as root); "
-            f"the agent reads it only if its user can: as root, 'chgrp {AGENT_GROUP} {path}'"
+            f"the agent reads it only if its user can: as root, 'chgrp {group} {path}'"
         )
     try:
-        gid = grp.getgrnam(AGENT_GROUP).gr_gid
+        gid = grp.getgrnam(group).gr_gid
     except KeyError:
-        return None, f"left owned by root: there is no {AGENT_GROUP} group on this host"
-    return gid, f"readable by root and the {AGENT_GROUP} group"
+        return None, f"left owned by root: there is no {group} group on this host"
+    return gid, f"readable by root and the {group} group"
 
 
-def write_config(path: Path, text: str, *, force: bool) -> Written:
+def write_config(path: Path, text: str, *, force: bool, group: str = AGENT_GROUP) -> Written:
     """Write ``text`` to ``path`` atomically with mode 0640; readers see the old or new file.
 
     Without ``force`` an existing file that holds settings is never replaced, even one that
     appears while this runs (the new file is linked into place, which fails if one exists).
     """
     replaced = check_writable(path, force=force)
-    gid, note = _group_for(path)
+    gid, note = _group_for(path, group)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -271,7 +271,7 @@ def write_config(path: Path, text: str, *, force: bool) -> Written:
     _sync_directory(path.parent)
     log.info("wrote configuration %s", path)
     return Written(
-        path=path, replaced=replaced, group=AGENT_GROUP if gid is not None else None, note=note
+        path=path, replaced=replaced, group=group if gid is not None else None, note=note
     )
 
 

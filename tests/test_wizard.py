@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import grp
+import os
 import shutil
 import stat
 from collections.abc import Iterable
@@ -16,8 +18,10 @@ from cooee_agent.config_write import (
     Answers,
     check_bootstrap,
     check_join_token,
+    ensure_agent_keys,
     render_config,
     toml_string,
+    write_config,
 )
 from cooee_agent.enrolment.keys import generate_leader_keys, load_agent_keys
 from cooee_agent.errors import ConfigError, InputError
@@ -239,3 +243,36 @@ def test_toml_strings_read_back_as_written(text: str) -> None:
     import tomllib
 
     assert tomllib.loads(f"value = {toml_string(text)}")["value"] == text
+
+
+def _other_group() -> grp.struct_group:
+    return next(entry for entry in grp.getgrall() if entry.gr_gid not in (0, os.getgid()))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another group")
+def test_as_root_the_config_goes_to_the_agent_group(tmp_path: Path, bundle: str) -> None:
+    group = _other_group()
+    text = render_config(Answers(leader_key=bundle, bootstrap=(PEER,), join_token="t"))
+    written = write_config(tmp_path / "config.toml", text, force=False, group=group.gr_name)
+    info = (tmp_path / "config.toml").stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (0, group.gr_gid, 0o640)
+    assert written.group == group.gr_name and group.gr_name in written.note
+
+
+def test_without_the_group_the_owner_is_left_and_the_note_says_why(tmp_path: Path) -> None:
+    text = render_config(Answers(leader_key="cooee-leader-v1.x.age1y", mdns=True))
+    written = write_config(tmp_path / "c.toml", text, force=False, group="no-such-group-here")
+    assert written.group is None and (tmp_path / "c.toml").stat().st_gid == os.getegid()
+    assert "left owned by" in written.note
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give files to another user")
+def test_as_root_new_keys_belong_to_the_state_directory_owner(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    os.chown(state, 65534, 65534)  # as packaging makes it: owned by the service's user
+    ready = ensure_agent_keys(state)
+    assert ready.created
+    for key in state.iterdir():
+        info = key.stat()
+        assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (65534, 65534, 0o600)
