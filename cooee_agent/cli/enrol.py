@@ -10,7 +10,7 @@ import typer
 
 from cooee_agent.cli.output import emit_json
 from cooee_agent.enrolment.paths import DEFAULT_STATE_DIR, STATE_DIR_ENV
-from cooee_agent.errors import DiscoveryError, InputError
+from cooee_agent.errors import ConfigError, DiscoveryError, InputError
 
 if TYPE_CHECKING:
     from cooee_agent.wizard import Prompter
@@ -69,8 +69,8 @@ def enrol(
     if dry_run or out is not None:
         if not non_interactive:
             raise InputError("--dry-run and --out need --non-interactive")
-        unused = _named(config=config, force=force, bootstrap=bootstrap, mdns=mdns)
-        unused += _named(interval=interval, json=as_json)
+        unused = _named(bootstrap=bootstrap, mdns=mdns, interval=interval, json=as_json)
+        unused += _named(config=config, force=force)
         if unused:
             raise InputError(f"{unused[0]} writes a configuration; --dry-run and --out do not")
         _envelope(leader_key, join_token, join_token_file, ollama_host, state_dir, dry_run, out)
@@ -151,12 +151,16 @@ def _flags(
 
 
 def _checked_ollama_host(value: str | None) -> str | None:
+    """The address as the configuration will hold it; checked by the configuration's own rule."""
     if value is None:
         return None
     from cooee_agent.config import parse_config
     from cooee_agent.config_write import toml_string
 
-    return parse_config(f"[ollama]\nhost = {toml_string(value)}\n", env={}).ollama.host
+    try:
+        return parse_config(f"[ollama]\nhost = {toml_string(value)}\n", env={}).ollama.host
+    except ConfigError as error:
+        raise InputError(f"--ollama-host: {str(error).split(': ', 1)[-1]}") from None
 
 
 def _interactive(path: Path, state_dir: Path, force: bool, ollama_host: str | None) -> None:
