@@ -212,6 +212,15 @@ def check_writable(path: Path, *, force: bool) -> bool:
     return True
 
 
+def check_can_create(path: Path) -> None:
+    """Refuse early when ``path`` could not be created or replaced by this user."""
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise CooeeError(f"cannot write {path}: {ancestor} is not writable here (run as root?)")
+
+
 def summary(answers: Answers, before: str | None) -> list[str]:
     """Diff-like lines of what will be written (the join token masked): '+' new, '-' gone."""
     after = render_config(answers, mask_token=True).splitlines()

@@ -18,6 +18,7 @@ from cooee_agent.config_write import (
     Written,
     apply_answers,
     check_bootstrap,
+    check_can_create,
     check_interval,
     check_join_token,
     check_leader_key,
@@ -169,7 +170,10 @@ def run_wizard(
     Nothing is written before the last confirmation; an interrupt or end of input before it
     raises WizardAborted and leaves every file as it was.
     """
-    check_writable(config_path, force=force)  # refuse before asking, not after
+    # Refuse before asking, not after the operator has answered everything.
+    check_writable(config_path, force=force)
+    check_can_create(config_path)
+    check_can_create(state_dir / "agent-signing.key")
     try:
         io.say("cooee-agent enrol: first-run setup. Ctrl-C or Ctrl-D stops it; nothing is")
         io.say("written before the last question.")

@@ -24,7 +24,7 @@ from cooee_agent.config_write import (
     write_config,
 )
 from cooee_agent.enrolment.keys import generate_leader_keys, load_agent_keys
-from cooee_agent.errors import ConfigError, InputError
+from cooee_agent.errors import ConfigError, CooeeError, InputError
 from cooee_agent.wizard import START_COMMAND, WizardAborted, run_wizard
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "packaging" / "config.example.toml"
@@ -276,3 +276,13 @@ def test_as_root_new_keys_belong_to_the_state_directory_owner(tmp_path: Path) ->
     for key in state.iterdir():
         info = key.stat()
         assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (65534, 65534, 0o600)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_an_unwritable_place_is_refused_before_any_question(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    script = Script([])
+    with pytest.raises(CooeeError, match="not writable"):
+        run_wizard(script, config_path=locked / "etc" / "c.toml", state_dir=tmp_path / "s")
+    assert script.prompts == []
