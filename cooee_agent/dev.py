@@ -23,6 +23,7 @@ from cooee_agent.config import (
     OllamaConfig,
     parse_config,
 )
+from cooee_agent.errors import CooeeError
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,9 @@ class DevCluster:
         except Exception:
             generate_leader_keys(leader_dir)
         self.leader = LeaderNode(leader_dir, listen=[LEADER_LISTEN])
+        self.leader_error: str | None = None
         self._leader_thread = threading.Thread(
-            target=self.leader.run, args=(self._stop,), name="dev-leader", daemon=True
+            target=self._run_leader, name="dev-leader", daemon=True
         )
         self._leader_thread.start()
         config = dev_config(
@@ -85,6 +87,17 @@ class DevCluster:
         self._agent_thread.start()
         # A connection of its own: the registry is read here while the Leader writes it.
         self._registry = Registry(leader_dir / REGISTRY_FILE)
+
+    def _run_leader(self) -> None:
+        try:
+            self.leader.run(self._stop)
+        except CooeeError as error:
+            log.error("the dev Leader stopped: %s", error)
+            self.leader_error = str(error)
+
+    @property
+    def leader_alive(self) -> bool:
+        return self._leader_thread.is_alive()
 
     def _run_agent(self) -> None:
         try:

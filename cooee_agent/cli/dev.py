@@ -104,6 +104,9 @@ def _watch(cluster: Any, say: _Printer, *, heartbeats: int, timeout: float) -> i
                 )
                 if heartbeats and heard >= heartbeats:
                     return 0
+        if not cluster.leader_alive:
+            say.error(f"the dev Leader stopped: {cluster.leader_error or 'see the log above'}")
+            return 1
         if not cluster.agent_alive:
             say.error(f"the agent stopped (exit {cluster.agent_exit}); see the log above")
             return 1
