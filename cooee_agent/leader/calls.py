@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +20,7 @@ from cooee_agent.enrolment.build import new_nonce
 from cooee_agent.enrolment.errors import RejectedError
 from cooee_agent.enrolment.records import SEVERITIES, now_text
 from cooee_agent.enrolment.sealing import DEFAULT_WINDOW, Window, open_plain
+from cooee_agent.leader.database import open_database, transaction
 from cooee_agent.leader.errors import RegistryError
 from cooee_agent.leader.registry import Registry
 
@@ -109,19 +108,8 @@ class CallBook:
     """The calls file; one connection, used by one thread at a time."""
 
     def __init__(self, path: Path, *, busy_timeout_s: float = 30.0) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = path
-        self._db = sqlite3.connect(
-            path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-        )
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        with self._transaction() as db:
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
+        self._db = open_database(path, SCHEMA, busy_timeout_s=busy_timeout_s)
 
     def close(self) -> None:
         self._db.close()
@@ -131,16 +119,6 @@ class CallBook:
 
     def __exit__(self, *_: object) -> None:
         self.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     def record(
         self,
@@ -160,7 +138,7 @@ class CallBook:
         """Store a call (or fold it into the open one of the same host and reason); None when
         this nonce was stored before (a replay)."""
         stamp = now_text(now)
-        with self._transaction() as db:
+        with transaction(self._db) as db:
             if db.execute("SELECT 1 FROM call_nonces WHERE nonce = ?", (nonce,)).fetchone():
                 return None
             same = db.execute(
@@ -237,7 +215,7 @@ class CallBook:
         return None if row is None else _call(row)
 
     def close_call(self, call_id: int, *, now: datetime, note: str | None = None) -> Call:
-        with self._transaction() as db:
+        with transaction(self._db) as db:
             row = db.execute("SELECT * FROM calls WHERE id = ?", (call_id,)).fetchone()
             if row is None:
                 raise CallError(f"no call with id {call_id}")

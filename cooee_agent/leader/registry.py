@@ -9,8 +9,7 @@ from __future__ import annotations
 import hmac
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +24,7 @@ from cooee_agent.enrolment.records import (
 from cooee_agent.enrolment.schema import canonical, loads
 from cooee_agent.identity import token as codec
 from cooee_agent.identity.canonical import normalise_mac
+from cooee_agent.leader.database import open_database, transaction
 from cooee_agent.leader.errors import HostIdExhausted, RegistryError
 
 log = logging.getLogger(__name__)
@@ -200,22 +200,8 @@ class Registry:
     """One connection to the registry file; use one per thread or process."""
 
     def __init__(self, path: Path, *, busy_timeout_s: float = 30.0) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = path
-        # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE.
-        # Not shared between threads at once, but may be handed to the thread that serves.
-        self._db = sqlite3.connect(
-            path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-        )
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # In WAL mode NORMAL is durable against a crash of this process (not of the machine).
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        with self._transaction():
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    self._db.execute(statement)
+        self._db = open_database(path, SCHEMA, busy_timeout_s=busy_timeout_s)
 
     def close(self) -> None:
         self._db.close()
@@ -225,16 +211,6 @@ class Registry:
 
     def __exit__(self, *_: object) -> None:
         self.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     # -- enrolment -----------------------------------------------------------------------------
 
@@ -256,7 +232,7 @@ class Registry:
         """
         stamp = now_text(now)
         try:
-            with self._transaction() as db:
+            with transaction(self._db) as db:
                 db.execute("DELETE FROM nonces WHERE expires_at < ?", (int(now.timestamp()),))
                 if db.execute("SELECT 1 FROM nonces WHERE nonce = ?", (record.nonce,)).fetchone():
                     return Outcome("replayed", f"nonce {record.nonce} was already seen")
@@ -459,7 +435,7 @@ class Registry:
         signed later issued_at lets an agent whose counter restarted be heard again.
         """
         leaving = record["kind"] == "leaving"
-        with self._transaction() as db:
+        with transaction(self._db) as db:
             last = db.execute(
                 "SELECT state, issued_at, seq FROM presence WHERE host_row = ?", (host.row,)
             ).fetchone()
@@ -495,7 +471,7 @@ class Registry:
 
     def sweep_offline(self, now: datetime) -> list[tuple[int, str]]:
         """Mark offline every online host whose deadline passed; returns their (host_id, name)."""
-        with self._transaction() as db:
+        with transaction(self._db) as db:
             rows = db.execute(
                 "SELECT p.host_row, h.host_id, h.hostname FROM presence p JOIN hosts h"
                 " ON h.row = p.host_row WHERE p.state = 'online' AND p.deadline < ?",
@@ -544,7 +520,7 @@ class Registry:
         With ``seal``, the assignment answering the held enrolment is stored, so the agent's
         outbox, still resending that enrolment, gets it without enrolling anew.
         """
-        with self._transaction() as db:
+        with transaction(self._db) as db:
             host = self._find(db, selector)
             if host["pending_ed25519"] is None:
                 raise RegistryError(
@@ -566,7 +542,7 @@ class Registry:
 
     def revoke(self, selector: str) -> HostView:
         """Refuse the host from now on; it keeps its host_id so no other host ever gets it."""
-        with self._transaction() as db:
+        with transaction(self._db) as db:
             host = self._find(db, selector)
             db.execute(
                 "UPDATE hosts SET status = 'revoked', pending_ed25519 = NULL, pending_age = NULL,"

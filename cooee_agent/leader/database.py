@@ -1,0 +1,40 @@
+"""The Leader's SQLite files (registry, calls): WAL, one connection each, explicit transactions."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def open_database(path: Path, schema: str, *, busy_timeout_s: float) -> sqlite3.Connection:
+    """Open (creating) ``path`` in WAL mode and apply ``schema`` (idempotent statements)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE. A connection is
+    # not shared between threads at once, but may be handed to the thread that serves.
+    db = sqlite3.connect(
+        path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+    )
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA journal_mode=WAL")
+    # In WAL mode NORMAL is durable against a crash of this process (not of the machine).
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA foreign_keys=ON")
+    with transaction(db):
+        for statement in schema.split(";"):
+            if statement.strip():
+                db.execute(statement)
+    return db
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE: writers queue up front, so concurrent ingests never deadlock midway."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
