@@ -134,6 +134,9 @@ class Terminal:
     def __init__(self, *args: str) -> None:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: exec at once, nothing else
+            # A runner started in the background may hand down SIGINT ignored, and Python
+            # then never raises KeyboardInterrupt: give the child a person's terminal.
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.execve(str(CLI), [str(CLI), *args], ENV)
         self.seen = ""  # since the last answer
         self.transcript = ""  # everything
