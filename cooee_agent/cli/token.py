@@ -54,8 +54,8 @@ def decode(
                 )
     if failures:
         # Each bad token is named on stderr; the last error sets the exit code.
-        for error in failures[:-1]:
-            typer.echo(f"cooee-agent: error: {error}", err=True)
+        for failure in failures[:-1]:
+            typer.echo(f"cooee-agent: error: {failure}", err=True)
         raise failures[-1]
 
 
