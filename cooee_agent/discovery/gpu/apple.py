@@ -1,12 +1,13 @@
-"""GPUs on macOS from system_profiler: Apple Silicon (unified memory), AMD cards in Intel Macs."""
+"""GPUs on macOS from system_profiler and IOKit: Apple Silicon (unified memory), AMD cards."""
 
 from __future__ import annotations
 
 import json
 import logging
+import plistlib
 import re
 import subprocess
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cooee_agent.discovery.commands import Runner, run_command
@@ -16,14 +17,40 @@ from cooee_agent.errors import ProbeError
 PROBE = "apple"
 SYSTEM_PROFILER = ("system_profiler", "-json", "SPDisplaysDataType", "SPHardwareDataType")
 SYSCTL_MEMSIZE = ("sysctl", "-n", "hw.memsize")
+# -d 1: each matching registry entry alone, without its children (bridges are IOPCIDevices too).
+IOREG_PCI = ("ioreg", "-a", "-r", "-d", "1", "-c", "IOPCIDevice")
+IOREG_ACCELERATOR = ("ioreg", "-a", "-r", "-d", "1", "-c", "IOAccelerator")
+AMD_VENDOR_ID = 0x1002
 # system_profiler takes one to three seconds on a busy Mac; sysctl answers at once.
 PROFILER_TIMEOUT = 8.0
 
 _SIZE = re.compile(r"^\s*([0-9]+(?:[.,][0-9]+)?)\s*([KMGT]?B)\s*$", re.IGNORECASE)
 _NOT_ID = re.compile(r"[^a-z0-9 ._-]+")
+_HEX = re.compile(r"0x([0-9a-f]{1,4})\b", re.IGNORECASE)
+# IOPCIDevice's "pcidebug": decimal bus:device:function, bridges add "(secondary:subordinate)".
+_PCIDEBUG = re.compile(r"^\s*([0-9]{1,3}):([0-9]{1,2}):([0-9])(?:\(.*\))?\s*$")
 _UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PciDevice:
+    """One IOPCIDevice as ``ioreg`` shows it."""
+
+    address: str  # 0000:bb:dd.f
+    vendor_id: int
+    device_id: int
+    class_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AcceleratorUsage:
+    """An IOAccelerator's PerformanceStatistics; None where a figure is missing or absurd."""
+
+    model: str | None
+    utilisation: int | None
+    memory_in_use: int | None
 
 
 def supported(platform: str) -> bool:
@@ -35,30 +62,86 @@ def default_runner(argv: Any) -> str:
 
 
 def probe(runner: Runner) -> tuple[tuple[Gpu, ...], tuple[ProbeFailure, ...]]:
-    """Apple GPUs as ``apple:<chip>``, discrete AMD GPUs of Intel Macs as vendor amd."""
+    """Apple GPUs as ``apple:<chip>``, discrete AMD GPUs of Intel Macs by PCI address."""
     report = _profiler_report(runner)
     displays = _list(report.get("SPDisplaysDataType"))
     hardware = next((item for item in _list(report.get("SPHardwareDataType")) if item), {})
     failures: list[ProbeFailure] = []
     memsize = _memsize(runner, failures)
-    gpus: list[Gpu] = []
-    seen: dict[str, int] = {}
-    for entry in displays:
-        gpu = _gpu(entry, hardware, memsize)
-        if gpu is None:
-            continue
-        # Two identical cards (a Mac Pro) must not share an id.
-        count = seen.get(gpu.gpu_id, 0) + 1
-        seen[gpu.gpu_id] = count
-        if count > 1:
-            gpu = _with_id(gpu, f"{gpu.gpu_id}-{count}")
-        gpus.append(gpu)
+    gpus = [gpu for entry in displays if (gpu := _gpu(entry, hardware, memsize)) is not None]
     if not gpus:
         models = ", ".join(_model(entry) or "?" for entry in displays)
         raise ProbeError(
             "no-gpus", f"system_profiler lists no Apple or AMD GPU (found: {models or 'none'})"
         )
-    return tuple(gpus), tuple(failures)
+    if any(gpu.vendor == "amd" for gpu in gpus):
+        gpus = _place_amd(gpus, runner, failures)
+    if any(gpu.vendor == "apple" for gpu in gpus):
+        usage = apple_usage(runner)
+        gpus = [_with_usage(gpu, usage) for gpu in gpus]
+    return tuple(_distinct_ids(gpus)), tuple(failures)
+
+
+def apple_usage(runner: Runner) -> AcceleratorUsage | None:
+    """The Apple GPU's load from IOAccelerator; None when ioreg fails or reports nothing."""
+    command = " ".join(IOREG_ACCELERATOR)
+    try:
+        usages = parse_ioreg_accelerators(runner(list(IOREG_ACCELERATOR)))
+    except Exception as error:  # a metric that cannot be read must never hide the GPU
+        log.debug("%s failed: %s", command, error)
+        return None
+    apple = [usage for usage in usages if (usage.model or "").lower().startswith("apple")]
+    return next(iter(apple or usages), None)
+
+
+def parse_ioreg_accelerators(text: str) -> list[AcceleratorUsage]:
+    """Every IOAccelerator entry with PerformanceStatistics in ``ioreg -a`` output."""
+    found: list[AcceleratorUsage] = []
+    for entry in _ioreg_entries(text):
+        stats = entry.get("PerformanceStatistics")
+        if not isinstance(stats, dict):
+            continue
+        busy = _integer(stats.get("Device Utilization %"))
+        # The bare key, not "In use system memory (driver)", is the GPU's own share.
+        in_use = _integer(stats.get("In use system memory"))
+        model = entry.get("model")
+        if isinstance(model, bytes):
+            model = model.rstrip(b"\0").decode("utf-8", "replace")
+        found.append(
+            AcceleratorUsage(
+                model=model.strip() if isinstance(model, str) else None,
+                utilisation=busy if busy is not None and 0 <= busy <= 100 else None,
+                memory_in_use=in_use if in_use is not None and in_use >= 0 else None,
+            )
+        )
+    return found
+
+
+def parse_ioreg_pci(text: str) -> list[PciDevice]:
+    """Every IOPCIDevice with a readable address and ids in ``ioreg -a`` output."""
+    found: list[PciDevice] = []
+    for entry in _ioreg_entries(text):
+        address = parse_pcidebug(entry.get("pcidebug"))
+        vendor = _little_endian(entry.get("vendor-id"))
+        device = _little_endian(entry.get("device-id"))
+        if address is None or vendor is None or device is None:
+            continue
+        found.append(PciDevice(address, vendor, device, _little_endian(entry.get("class-code"))))
+    return found
+
+
+def parse_pcidebug(value: Any) -> str | None:
+    """'3:0:0' or '0:28:0(1:1)' (decimal) → '0000:03:00.0'; None when it is not an address."""
+    if not isinstance(value, str):
+        return None
+    match = _PCIDEBUG.match(value)
+    if not match:
+        return None
+    bus, device, function = (int(part) for part in match.groups())
+    if bus > 0xFF or device > 0x1F or function > 7:
+        return None
+    # pcidebug names no PCI domain; the Macs that carry AMD GPUs have one, 0000.
+    return f"0000:{bus:02x}:{device:02x}.{function:x}"
 
 
 def parse_size(text: Any) -> int | None:
@@ -128,10 +211,11 @@ def _gpu(entry: dict[str, Any], hardware: dict[str, Any], memsize: int | None) -
         )
     if _is_amd(model, vendor):
         vram = parse_size(entry.get("spdisplays_vram") or entry.get("_spdisplays_vram"))
-        device_id = entry.get("spdisplays_device-id")
+        device_id = entry.get("spdisplays_device-id") or entry.get("sppci_device-id")
         if device_id:
             details.append(("device_id", str(device_id).lower()))
-        # system_profiler gives no PCI address; the model names the card (suffixed if repeated).
+        # system_profiler gives no PCI address: _place_amd finds it in IOKit by vendor/device id;
+        # until then (and if that fails) the model names the card, suffixed if repeated.
         return Gpu(
             vendor="amd",
             name=model or "AMD GPU",
@@ -164,8 +248,103 @@ def _is_amd(model: str, vendor: str) -> bool:
     return "amd" in vendor or "0x1002" in vendor or "radeon" in model.lower()
 
 
-def _with_id(gpu: Gpu, gpu_id: str) -> Gpu:
-    return replace(gpu, gpu_id=gpu_id)
+def _place_amd(gpus: list[Gpu], runner: Runner, failures: list[ProbeFailure]) -> list[Gpu]:
+    """AMD GPUs with their PCI address (also their gpu_id) from IOKit, matched by device id."""
+    command = " ".join(IOREG_PCI)
+    try:
+        devices = parse_ioreg_pci(runner(list(IOREG_PCI)))
+    except Exception as error:  # any ioreg trouble leaves the model-named ids, never a crash
+        reason = f"{command} failed: {error}"
+        failures.append(ProbeFailure(PROBE, "command-failed", reason))
+        return [_unplaced(gpu, reason) if gpu.vendor == "amd" else gpu for gpu in gpus]
+    free = sorted(
+        (device for device in devices if device.vendor_id == AMD_VENDOR_ID),
+        key=lambda device: device.address,
+    )
+    placed: list[Gpu] = []
+    missing: list[str] = []
+    for gpu in gpus:
+        if gpu.vendor != "amd":
+            placed.append(gpu)
+            continue
+        wanted = _hex(dict(gpu.details).get("device_id"))
+        # Two identical cards pair up in address order: either way round names both uniquely.
+        match = next((device for device in free if device.device_id == wanted), None)
+        if match is None:
+            why = (
+                "system_profiler gives no device id"
+                if wanted is None
+                else f"{command} lists no device {AMD_VENDOR_ID:04x}:{wanted:04x}"
+            )
+            missing.append(f"{gpu.name}: {why}")
+            placed.append(_unplaced(gpu, why))
+            continue
+        free.remove(match)
+        placed.append(replace(gpu, gpu_id=match.address, pci_address=match.address))
+    if missing:
+        failures.append(ProbeFailure(PROBE, "bad-response", "; ".join(missing)))
+    return placed
+
+
+def _unplaced(gpu: Gpu, reason: str) -> Gpu:
+    return replace(gpu, details=(*gpu.details, ("gpu_id_from", f"model name: {reason}")))
+
+
+def _with_usage(gpu: Gpu, usage: AcceleratorUsage | None) -> Gpu:
+    if gpu.vendor != "apple" or usage is None:
+        return gpu
+    free = None
+    if gpu.memory_total is not None and usage.memory_in_use is not None:
+        # Unified memory: only the GPU's own allocations are subtracted, not the CPU's.
+        free = max(gpu.memory_total - usage.memory_in_use, 0)
+    return replace(gpu, utilisation=usage.utilisation, memory_free=free)
+
+
+def _distinct_ids(gpus: list[Gpu]) -> list[Gpu]:
+    """Two identical cards without a PCI address (a Mac Pro) must not share an id."""
+    seen: dict[str, int] = {}
+    result: list[Gpu] = []
+    for gpu in gpus:
+        count = seen.get(gpu.gpu_id, 0) + 1
+        seen[gpu.gpu_id] = count
+        result.append(gpu if count == 1 else replace(gpu, gpu_id=f"{gpu.gpu_id}-{count}"))
+    return result
+
+
+def _ioreg_entries(text: str) -> list[dict[str, Any]]:
+    """The registry entries of an ``ioreg -a`` plist, children included; ValueError if none."""
+    try:
+        root = plistlib.loads(text.encode("utf-8"))
+    except Exception as error:  # plistlib raises several types for a damaged document
+        raise ValueError(f"not a property list: {error}") from error
+    entries: list[dict[str, Any]] = []
+    pending: list[Any] = [root]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, list):
+            pending.extend(reversed(item))
+        elif isinstance(item, dict):
+            entries.append(item)
+            pending.append(item.get("IORegistryEntryChildren", []))
+    return entries
+
+
+def _little_endian(value: Any) -> int | None:
+    """IOKit's PCI ids are 4-byte little-endian data."""
+    if isinstance(value, bytes) and 2 <= len(value) <= 4:
+        return int.from_bytes(value, "little")
+    return None
+
+
+def _integer(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value)
+
+
+def _hex(value: Any) -> int | None:
+    match = _HEX.search(str(value or ""))
+    return int(match[1], 16) if match else None
 
 
 def _apple_id(name: str) -> str:
