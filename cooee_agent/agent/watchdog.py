@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 
 from cooee_agent.agent import systemd
+from cooee_agent.agent.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,8 @@ class WatchdogPinger:
         self.period = period if period is not None else timeout / 4
         self.max_age = max_age if max_age is not None else timeout / 2
         self._send = send
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._stalled = False
+        self._loop = Periodic("watchdog", lambda: self.period, self.tick, at_start=True)
 
     @classmethod
     def from_env(
@@ -84,23 +83,10 @@ class WatchdogPinger:
         return self._send()
 
     def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("watchdog pinger already started")
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def _run(self) -> None:
-        while True:
-            self.tick()
-            if self._stop.wait(self.period):
-                return
+        self._loop.stop()
 
     def __enter__(self) -> WatchdogPinger:
         self.start()

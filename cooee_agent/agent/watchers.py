@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from cooee_agent.agent.periodic import Periodic
+
 log = logging.getLogger(__name__)
 
 # Actions that can change the inventory. "change" is left out: DRM sends one for every monitor
@@ -195,8 +197,7 @@ class OllamaPoller:
         self._fetch = fetch
         self._on_change = on_change
         self._failing = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Periodic("ollama-poll", lambda: self.interval, self._poll_safely)
 
     def poll(self) -> Change | None:
         """One poll; delivers and returns the Change if the set moved, else None."""
@@ -218,24 +219,16 @@ class OllamaPoller:
         return change
 
     def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("Ollama poller already started")
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="ollama-poll", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._loop.stop()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.poll()
-            except Exception:
-                log.exception("change handler failed")
+    def _poll_safely(self) -> None:
+        try:
+            self.poll()
+        except Exception:
+            log.exception("change handler failed")
 
     def __enter__(self) -> OllamaPoller:
         self.start()
