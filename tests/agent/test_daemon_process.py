@@ -10,39 +10,16 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from process_support import ENTRY, cli, free_port, until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
-ENTRY = "from cooee_agent.cli import main; main()"
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def until(probe: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", ENTRY, *args], capture_output=True, text=True, timeout=60
-    )
 
 
 class Notify:
@@ -61,7 +38,7 @@ class Notify:
                 return self.messages
 
     def wait_for(self, text: str, timeout: float, count: int = 1) -> None:
-        until(lambda: sum(text in m.splitlines() for m in self.collect()) >= count, timeout, text)
+        until(lambda: sum(text in m.splitlines() for m in self.collect()) >= count, text, timeout)
 
 
 class World:
@@ -81,7 +58,7 @@ class World:
         self.leader = self._spawn(argv, {}, self.leader_log)
         addrs = self.leader_dir / "leader.addrs"
         self.leader_addr = until(
-            lambda: addrs.exists() and addrs.read_text().split(), 60, "leader.addrs"
+            lambda: addrs.exists() and addrs.read_text().split(), "leader.addrs", 60
         )[0]
 
     def _spawn(self, argv: list[str], env: dict[str, str], log: Any) -> subprocess.Popen[str]:
@@ -150,13 +127,13 @@ def test_run_under_systemd_notify_enrols_pings_and_stops_cleanly(world: World) -
     notify.wait_for("WATCHDOG=1", 10, count=3)
 
     status = until(
-        lambda: (s := agent_status(state)).get("enrolment") == "enrolled" and s, 60, "enrolled"
+        lambda: (s := agent_status(state)).get("enrolment") == "enrolled" and s, "enrolled", 60
     )
     assert status["agent"] == "running" and status["peers"] >= 1
     assert status["tokens"] and status["host_id"] is not None
-    until(lambda: agent_status(state).get("last_heartbeat"), 30, "a heartbeat")
+    until(lambda: agent_status(state).get("last_heartbeat"), "a heartbeat", 30)
     host = until(
-        lambda: [h for h in world.hosts() if h["state"] == "online"], 30, "online at the Leader"
+        lambda: [h for h in world.hosts() if h["state"] == "online"], "online at the Leader", 30
     )[0]
     assert host["host_id"] == status["host_id"]
     assert any("STATUS=enrolled as host" in m for m in notify.collect())
@@ -164,14 +141,14 @@ def test_run_under_systemd_notify_enrols_pings_and_stops_cleanly(world: World) -
     agent.send_signal(signal.SIGTERM)
     assert agent.wait(timeout=20) == 0
     assert any("STOPPING=1" in m.splitlines() for m in notify.collect())
-    until(lambda: [h for h in world.hosts() if h["state"] == "left"], 30, "left at the Leader")
+    until(lambda: [h for h in world.hosts() if h["state"] == "left"], "left at the Leader", 30)
     after = agent_status(state)
     assert after["agent"] == "stopped"
     assert cli("status", "--state-dir", str(state)).returncode == 1
 
     # A restart reuses the stored assignment: same host, no second enrolment.
     again = world.start_agent(config, None)
-    until(lambda: [h for h in world.hosts() if h["state"] == "online"], 60, "online again")
+    until(lambda: [h for h in world.hosts() if h["state"] == "online"], "online again", 60)
     assert [h["host_id"] for h in world.hosts()] == [status["host_id"]]
     again.send_signal(signal.SIGTERM)
     assert again.wait(timeout=20) == 0
@@ -180,8 +157,8 @@ def test_run_under_systemd_notify_enrols_pings_and_stops_cleanly(world: World) -
 def test_a_killed_agent_goes_offline_at_the_leader(world: World) -> None:
     config, state = world.agent_config("agent")
     agent = world.start_agent(config, None)
-    until(lambda: [h for h in world.hosts() if h["state"] == "online"], 90, "online")
+    until(lambda: [h for h in world.hosts() if h["state"] == "online"], "online", 90)
     agent.kill()
     agent.wait(timeout=10)
-    until(lambda: [h for h in world.hosts() if h["state"] == "offline"], 30, "offline")
+    until(lambda: [h for h in world.hosts() if h["state"] == "offline"], "offline", 30)
     assert agent_status(state)["agent"] == "stopped"

@@ -13,43 +13,13 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-ENTRY = "from cooee_agent.cli import main; main()"
-# Mesh formation on a loaded 2-core machine takes seconds: every wait polls up to this long.
-DEADLINE = 60.0
-T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def until(probe: Callable[[], T | None], what: str, timeout: float = DEADLINE) -> T:
-    """Poll ``probe`` until it returns something true; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.25)
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    """``cooee-agent ARGS`` as a separate process."""
-    return subprocess.run(
-        [sys.executable, "-c", ENTRY, *args], capture_output=True, text=True, timeout=60
-    )
+from process_support import DEADLINE, ENTRY, cli, free_port, until
 
 
 def _clean_env(extra: dict[str, str]) -> dict[str, str]:

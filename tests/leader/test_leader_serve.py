@@ -17,6 +17,7 @@ from typing import Any, ClassVar, TypeVar
 
 import pytest
 from enrolment_factory import agent_keys, record
+from process_support import ENTRY, cli, free_port, until
 
 from cooee_agent.bus.libp2p_mesh import MeshConfig, MeshTransport, start_mesh
 from cooee_agent.bus.transport import (
@@ -33,30 +34,7 @@ from cooee_agent.identity import token as codec
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
-ENTRY = "from cooee_agent.cli import main; main()"
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def until(probe: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", ENTRY, *args], capture_output=True, text=True, timeout=60
-    )
 
 
 class Serve:
@@ -81,7 +59,7 @@ class Serve:
             argv, stdout=subprocess.PIPE, stderr=self.stderr, text=True, env=env
         )
         Serve.launched.append(self)
-        self.addrs = until(self._addrs, 60, "leader.addrs")
+        self.addrs = until(self._addrs, "leader.addrs", 60)
 
     def _addrs(self) -> list[str] | None:
         assert self.proc.poll() is None, "leader serve exited early"
@@ -160,7 +138,7 @@ def test_an_agent_enrols_over_the_mesh_and_a_restarted_leader_answers_its_resend
     port = free_port()
     serve = Serve(leader_dir, port, tmp_path)
     assert all(a.startswith(f"/ip4/127.0.0.1/tcp/{port}/p2p/12D3KooW") for a in serve.addrs)
-    assert any(n.startswith("READY=1") for n in until(serve.notifications, 30, "READY=1"))
+    assert any(n.startswith("READY=1") for n in until(serve.notifications, "READY=1", 30))
 
     mesh = peer(serve.addrs)
     replies = mesh.subscribe(TOPIC_ASSIGNMENT)
@@ -196,14 +174,14 @@ def test_an_agent_enrols_over_the_mesh_and_a_restarted_leader_answers_its_resend
         (host,) = json.loads(result.stdout)
         return host if host["state"] == "online" else None
 
-    host = until(listed, 30, "the host online in leader list")
+    host = until(listed, "the host online in leader list", 30)
     assert (host["host_id"], host["status"], host["agent_state"]) == (0, "active", "available")
     text = cli("leader", "list", "--state-dir", str(leader_dir)).stdout
     assert "node0001.lab" in text and "online (available), last seen" in text
     calls = until(
         lambda: json.loads(cli("leader", "calls", "--json", "--state-dir", str(leader_dir)).stdout),
-        30,
         "the call in leader calls",
+        30,
     )
     assert [(c["reason"], c["host_id"]) for c in calls] == [("degraded", 0)]
     closed = cli("leader", "calls", "close", str(calls[0]["id"]), "--state-dir", str(leader_dir))
@@ -218,8 +196,8 @@ def test_an_agent_enrols_over_the_mesh_and_a_restarted_leader_answers_its_resend
             ]
             == "offline"
         ),
-        30,
         "the host offline",
+        30,
     )
 
     code, stdout = serve.stop()
