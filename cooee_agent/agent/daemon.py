@@ -44,6 +44,7 @@ from cooee_agent.agent.enrolling import (
 from cooee_agent.agent.escalation import Call, Escalation, local_hostname, lost_call
 from cooee_agent.agent.heartbeat import Announcement, availability, leaving
 from cooee_agent.agent.publishing import mesh_alive, publish_plain, pump, topic_peers
+from cooee_agent.agent.reach import ReachWatch
 from cooee_agent.agent.reload import reload_config
 from cooee_agent.agent.state import SEQUENCE_FILE, STATUS_FILE, write_json
 from cooee_agent.agent.state import Sequence as SeqCounter
@@ -143,6 +144,7 @@ class AgentDaemon:
         self._pinger: WatchdogPinger | None = None
         self._usage_probe: UsageProbe = usage(config)
         self._escalation = Escalation(clock)
+        self.reach = ReachWatch()
 
         self.inventory: Inventory | None = None  # the latest discovery, identity or not
         self.identity_error: str | None = None
@@ -436,6 +438,7 @@ class AgentDaemon:
             "reasons": list(announcement.reasons),
         }
         log.debug("heartbeat %d: %s", seq, announcement.state)
+        self.reach.after_heartbeat(self.transport)
         return announcement
 
     def _note_state(self, announcement: Announcement) -> None:

@@ -43,6 +43,7 @@ def status_record(daemon: AgentDaemon, *, now: float, stopped: bool = False) -> 
         "state": daemon.state,
         "reasons": list(daemon.reasons),
         "peers": len(peers),
+        "mesh_repairs": daemon.reach.repairs,
         "last_heartbeat": daemon.last_heartbeat,
         "heartbeat_interval_s": daemon.config.heartbeat.interval,
         "outbox_depth": daemon.outbox.depth() if daemon.outbox is not None else None,

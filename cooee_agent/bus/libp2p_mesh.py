@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cooee_agent.bus.libp2p_patches import apply_patches
 from cooee_agent.bus.limits import PeerRateLimiter, RateLimit, backoff_delay
 from cooee_agent.bus.transport import (
     MAX_MESSAGE_BYTES,
@@ -92,9 +93,13 @@ class MeshConfig:
     heartbeat_interval: float = 1.0
     send_queue_size: int = 4096
     subscription_queue_size: int = 4096
+    # go-libp2p-pubsub's defaults; why they suit a cluster of 254 hosts: docs/PROTOCOL.md §8.
     degree: int = 6
-    degree_low: int = 4
+    degree_low: int = 5
     degree_high: int = 12
+    # A PRUNE names up to px_peers other peers to dial (followed from bootstrap peers only).
+    peer_exchange: bool = True
+    px_peers: int = 16
     redial_base: float = 0.5
     redial_cap: float = 30.0
     dial_timeout: float = 10.0
@@ -113,94 +118,6 @@ class MeshConfig:
 Listener = Callable[[Message], None]
 
 
-def _tune_libp2p(send_queue_size: int, subscription_queue_size: int) -> None:
-    """Enlarge the two queues that 0.8.1 sizes at 32 and drops from without a word, and patch
-    two defects of ``Pubsub`` (see the two functions below).
-
-    All of it is module- or class-level in py-libp2p (no constructor option), so process-wide.
-    """
-    import libp2p.pubsub.pubsub as pubsub_module
-    from libp2p.pubsub.rpc_queue import RpcQueue
-
-    class _LargeRpcQueue(RpcQueue):
-        def __init__(self, max_size: int = send_queue_size, **kwargs: Any) -> None:
-            super().__init__(max_size=max_size, **kwargs)
-
-    pubsub_module.RpcQueue = _LargeRpcQueue  # type: ignore[misc,assignment]
-    pubsub_module.SUBSCRIPTION_CHANNEL_SIZE = subscription_queue_size
-    _survive_unreadable_rpcs(pubsub_module.Pubsub)
-    _serialise_rpc_writes(pubsub_module.Pubsub)
-
-
-def _survive_unreadable_rpcs(pubsub_class: Any) -> None:
-    """Drop a peer whose RPC cannot be parsed, instead of dying with it (py-libp2p 0.8.1).
-
-    0.8.1's ``Pubsub.continuously_read_stream`` catches MessageTooLarge and stream errors but
-    not protobuf's DecodeError: one frame that is not an RPC escapes ``stream_handler``, ends the
-    connection's nursery and with it the whole node. Any failure while reading or handling one
-    inbound RPC is that peer's fault, so it gets what MessageTooLarge gets: a warning naming the
-    peer, its stream reset, the peer dropped from pubsub (it may reconnect; a frame that is
-    garbage again costs it the stream again). Patched on the class before ``Pubsub`` is built
-    (its constructor registers the bound ``stream_handler``); idempotent.
-    """
-    original = pubsub_class.continuously_read_stream
-    if getattr(original, "_cooee_patched", False):
-        return
-    from libp2p.exceptions import ParseError
-    from libp2p.io.exceptions import IncompleteReadError
-    from libp2p.network.stream.exceptions import StreamError
-
-    async def continuously_read_stream(self: Any, stream: Any) -> None:
-        peer_id = stream.muxed_conn.peer_id
-        try:
-            await original(self, stream)
-        except (StreamError, ParseError, IncompleteReadError):
-            raise  # stream_handler already treats these as a dead peer, quietly
-        except Exception as error:  # trio's Cancelled is a BaseException and passes
-            logger.warning(
-                "dropped pubsub peer %s: unreadable RPC (%s: %s)",
-                peer_id,
-                type(error).__name__,
-                error,
-            )
-            with contextlib.suppress(Exception):
-                await stream.reset()
-            self._handle_dead_peer(peer_id)
-
-    continuously_read_stream._cooee_patched = True  # type: ignore[attr-defined]
-    pubsub_class.continuously_read_stream = continuously_read_stream
-
-
-def _serialise_rpc_writes(pubsub_class: Any) -> None:
-    """Make each ``Pubsub.write_msg`` one uninterrupted write on its stream (py-libp2p 0.8.1).
-
-    0.8.1 writes a peer's stream from several tasks at once: the per-peer queue's sender and
-    gossipsub's direct ``write_msg`` calls (``flush_pending_messages``, the replay of recent
-    messages to a new peer). yamux's ``YamuxStream.write`` takes its lock per frame, not per
-    call, so under load the frames of two RPCs interleave and the receiver reads garbage. One
-    trio lock per stream, held for the whole length prefix and payload, restores the framing.
-    Streams are weakly keyed, so a closed stream's lock goes with it; idempotent.
-    """
-    original = pubsub_class.write_msg
-    if getattr(original, "_cooee_patched", False):
-        return
-    import weakref
-
-    import trio
-
-    locks: weakref.WeakKeyDictionary[Any, trio.Lock] = weakref.WeakKeyDictionary()
-
-    async def write_msg(self: Any, stream: Any, rpc_msg: Any) -> bool:
-        lock = locks.get(stream)
-        if lock is None:
-            lock = locks[stream] = trio.Lock()
-        async with lock:
-            return bool(await original(self, stream, rpc_msg))
-
-    write_msg._cooee_patched = True  # type: ignore[attr-defined]
-    pubsub_class.write_msg = write_msg
-
-
 class MeshNode:
     """One libp2p host with gossipsub; lives inside ``run()`` on a trio thread."""
 
@@ -214,6 +131,8 @@ class MeshNode:
         self._pubsub: Any = None
         self._my_id: Any = None
         self._stop: Any = None  # trio.Event, made inside the run
+        self._nursery: Any = None
+        self._bootstrap: list[Any] = []
         self.peer_id = ""
 
     # -- the trio side -----------------------------------------------------------------------
@@ -236,7 +155,7 @@ class MeshNode:
         from cooee_agent.bus.peerkey import load_or_create_peer_key
 
         config = self.config
-        _tune_libp2p(config.send_queue_size, config.subscription_queue_size)
+        apply_patches(config.send_queue_size, config.subscription_queue_size)
         key_pair = load_or_create_peer_key(config.state_dir)
         try:
             listen = [multiaddr.Multiaddr(a) for a in config.listen]
@@ -261,7 +180,14 @@ class MeshNode:
             heartbeat_initial_delay=0.1,
             heartbeat_interval=config.heartbeat_interval,  # type: ignore[arg-type]
             spam_protection_enabled=False,
+            # Under a poor "network health" score it slows the heartbeat to 30-60 s and moves
+            # D_lo/D_hi: not in the gossipsub spec, and it starves the mesh it means to help.
+            adaptive_gossip_enabled=False,
+            do_px=config.peer_exchange,
+            px_peers_count=config.px_peers,
         )
+        # PRUNEs naming peers to dial are followed only from the peers the operator configured.
+        gossipsub.cooee_px_from = {info.peer_id for info in bootstrap}  # type: ignore[attr-defined]
         pubsub = Pubsub(host, gossipsub, strict_signing=True, max_inbound_rpc_size=MAX_RPC_BYTES)
         self._host, self._pubsub, self._my_id = host, pubsub, host.get_id()
         self.peer_id = host.get_id().to_base58()
@@ -284,6 +210,7 @@ class MeshNode:
                 pubsub.set_topic_validator(topic, self._validate, False)
                 subscription = await pubsub.subscribe(topic)
                 nursery.start_soon(self._drain, topic, subscription)
+            self._nursery, self._bootstrap = nursery, bootstrap
             for info in bootstrap:
                 nursery.start_soon(self._keep_connected, info)
             logger.info("mesh node %s listening on %s", self.peer_id, self.addrs())
@@ -320,6 +247,36 @@ class MeshNode:
     def topic_peers(self, topic: str) -> list[str]:
         """Connected peers known to have joined ``topic``: the ones a publish can reach."""
         return sorted(p.to_base58() for p in self._pubsub.peer_topics.get(topic, ()))
+
+    def mesh_peers(self, topic: str) -> list[str]:
+        """The peers of this node's gossipsub mesh for ``topic``: the ones that relay to it."""
+        return sorted(p.to_base58() for p in self._pubsub.router.mesh.get(topic, ()))
+
+    async def repair(self, topic: str) -> str:
+        """Mend this node's place on ``topic``: announce its subscriptions to every peer again
+        (a peer that lost them publishes nothing to it), re-join the topic's mesh when it is
+        empty (GRAFTs to peers outside their backoff), and dial at once every bootstrap peer
+        that is not connected. Returns what was done, for the log."""
+        pubsub, router = self._pubsub, self._pubsub.router
+        await pubsub.message_all_peers(pubsub.get_hello_packet().SerializeToString())
+        done = [f"subscriptions re-announced to {len(pubsub.peers)} peer(s)"]
+        if not router.mesh.get(topic):
+            await router.leave(topic)
+            await router.join(topic)
+            done.append(f"re-joined {topic} with {len(router.mesh.get(topic, ()))} mesh peer(s)")
+        network = self._host.get_network()
+        for info in self._bootstrap:
+            if info.peer_id not in network.connections:
+                network.unblock_peer(info.peer_id)
+                self._nursery.start_soon(self._dial_once, info)
+                done.append(f"redialling {info.peer_id}")
+        return "; ".join(done)
+
+    async def _dial_once(self, info: Any) -> None:
+        import trio
+
+        with contextlib.suppress(Exception), trio.move_on_after(self.config.dial_timeout):
+            await self._host.connect(info)
 
     def peer_protocols(self) -> dict[str, str]:
         """The gossipsub protocol negotiated with each pubsub peer (e.g. ``/meshsub/1.2.0``)."""
@@ -448,6 +405,12 @@ class MeshTransport:
 
     def topic_peers(self, topic: str) -> list[str]:
         return list(self._call_sync(self._node.topic_peers, topic))
+
+    def mesh_peers(self, topic: str) -> list[str]:
+        return list(self._call_sync(self._node.mesh_peers, topic))
+
+    def repair(self, topic: str) -> str:
+        return str(self._call(self._node.repair, topic))
 
     def peer_protocols(self) -> dict[str, str]:
         return dict(self._call_sync(self._node.peer_protocols))

@@ -159,7 +159,8 @@ def _presence_text(host: object) -> str:
     if seen.state == "left":
         return f"left ({seen.reason}) at {seen.last_seen}"
     busy = f" ({seen.agent_state})" if seen.state == "online" and seen.agent_state else ""
-    return f"{seen.state}{busy}, last seen {seen.last_seen}"
+    lost = f", {seen.missed} heartbeat(s) missed" if seen.missed else ""
+    return f"{seen.state}{busy}, last seen {seen.last_seen}{lost}"
 
 
 @app.command()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -38,3 +38,14 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+def add_missing_columns(db: sqlite3.Connection, columns: Iterable[tuple[str, str, str]]) -> None:
+    """Bring a file made by an older release up to the schema: ``columns`` are (table, column,
+    definition) triples, each added when its table lacks it (``CREATE TABLE IF NOT EXISTS``
+    leaves an existing table as it was)."""
+    with transaction(db):
+        for table, column, definition in columns:
+            present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")

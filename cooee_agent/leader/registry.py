@@ -24,7 +24,7 @@ from cooee_agent.enrolment.records import (
 from cooee_agent.enrolment.schema import canonical, loads
 from cooee_agent.identity import token as codec
 from cooee_agent.identity.canonical import normalise_mac
-from cooee_agent.leader.database import open_database, transaction
+from cooee_agent.leader.database import add_missing_columns, open_database, transaction
 from cooee_agent.leader.errors import HostIdExhausted, RegistryError
 
 log = logging.getLogger(__name__)
@@ -87,9 +87,16 @@ CREATE TABLE IF NOT EXISTS presence (
     seq INTEGER NOT NULL,
     interval_s INTEGER,
     reason TEXT,
-    slots TEXT NOT NULL
+    slots TEXT NOT NULL,
+    heard INTEGER NOT NULL DEFAULT 0,
+    missed INTEGER NOT NULL DEFAULT 0
 );
 """
+# Columns added after the first release: (table, column, definition) for older files.
+ADDED_COLUMNS = (
+    ("presence", "heard", "INTEGER NOT NULL DEFAULT 0"),
+    ("presence", "missed", "INTEGER NOT NULL DEFAULT 0"),
+)
 
 # Assignments kept per host for resends: an agent's outbox may still hold an enrolment or two that
 # a later one superseded, and each is retired only by the assignment that answers it.
@@ -136,6 +143,8 @@ class Presence:
     interval_s: int | None
     reason: str | None
     slots: tuple[dict[str, Any], ...]
+    heard: int = 0  # availability and leaving records applied
+    missed: int = 0  # sequence numbers skipped between them: records that never arrived
 
     @property
     def agent_state(self) -> str | None:
@@ -187,6 +196,8 @@ class HostView:
             "seq": None if presence is None else presence.seq,
             "interval_s": None if presence is None else presence.interval_s,
             "left_reason": presence.reason if presence and presence.state == "left" else None,
+            "heartbeats_heard": 0 if presence is None else presence.heard,
+            "heartbeats_missed": 0 if presence is None else presence.missed,
         }
 
 
@@ -202,6 +213,7 @@ class Registry:
     def __init__(self, path: Path, *, busy_timeout_s: float = 30.0) -> None:
         self.path = path
         self._db = open_database(path, SCHEMA, busy_timeout_s=busy_timeout_s)
+        add_missing_columns(self._db, ADDED_COLUMNS)
 
     def close(self) -> None:
         self._db.close()
@@ -432,12 +444,15 @@ class Registry:
         None when it is not newer than the last one applied (a replay or reordering: dropped).
 
         Newer means a greater (issued_at, seq): seq orders heartbeats within a second, and a
-        signed later issued_at lets an agent whose counter restarted be heard again.
+        signed later issued_at lets an agent whose counter restarted be heard again. Each
+        applied record counts as heard; each sequence number skipped since the last one (a
+        record lost on the way, or taken by an agent that stopped before sending it) as missed.
         """
         leaving = record["kind"] == "leaving"
         with transaction(self._db) as db:
             last = db.execute(
-                "SELECT state, issued_at, seq FROM presence WHERE host_row = ?", (host.row,)
+                "SELECT state, issued_at, seq, heard, missed FROM presence WHERE host_row = ?",
+                (host.row,),
             ).fetchone()
             if last is not None and (record["issued_at"], record["seq"]) <= (
                 last["issued_at"],
@@ -445,15 +460,20 @@ class Registry:
             ):
                 return None
             slots = "[]" if leaving else canonical(record["slots"]).decode("utf-8")
+            heard, missed = (0, 0) if last is None else (last["heard"], last["missed"])
+            if last is not None and record["seq"] > last["seq"] + 1:
+                missed += record["seq"] - last["seq"] - 1
             db.execute(
                 "INSERT INTO presence (host_row, state, last_seen, deadline, issued_at, seq,"
-                " interval_s, reason, slots) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " interval_s, reason, slots, heard, missed)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (host_row) DO UPDATE SET state = excluded.state,"
                 " last_seen = excluded.last_seen, deadline = excluded.deadline,"
                 " issued_at = excluded.issued_at, seq = excluded.seq,"
                 " interval_s = coalesce(excluded.interval_s, interval_s),"
                 " reason = excluded.reason,"
-                " slots = CASE WHEN ? THEN slots ELSE excluded.slots END",
+                " slots = CASE WHEN ? THEN slots ELSE excluded.slots END,"
+                " heard = excluded.heard, missed = excluded.missed",
                 (
                     host.row,
                     "left" if leaving else "online",
@@ -464,6 +484,8 @@ class Registry:
                     None if leaving else record["interval_s"],
                     record["reason"] if leaving else None,
                     slots,
+                    heard + 1,
+                    missed,
                     leaving,
                 ),
             )
@@ -588,6 +610,8 @@ class Registry:
                 interval_s=seen["interval_s"],
                 reason=seen["reason"],
                 slots=tuple(loads(seen["slots"].encode("utf-8"), "stored slots")),
+                heard=seen["heard"],
+                missed=seen["missed"],
             )
         return HostView(
             host_id=host["host_id"],

@@ -1,0 +1,250 @@
+"""What py-libp2p 0.8.1 gets wrong for COOEE, put right before a node starts.
+
+Every function here patches a class or module of the library (none of it has a constructor
+option), so the effect is process-wide; each patch is idempotent, and each has a test that fails
+without it (tests/bus/test_libp2p_defects.py, tests/bus/test_gossipsub_scale.py). docs/PROTOCOL.md
+section 8 says what the mesh does as a result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+# A PRUNE names up to px_peers_count peers to dial; the dials run in the background, so a peer
+# that hands out dead addresses cannot stall the stream it sent them on, and stop after this long.
+PX_DIAL_BUDGET_S = 30.0
+
+
+def apply_patches(send_queue_size: int, subscription_queue_size: int) -> None:
+    """Enlarge the two queues that 0.8.1 sizes at 32 and drops from without a word, and patch
+    the defects of ``Pubsub`` and ``GossipSub`` described by the functions below."""
+    import libp2p.pubsub.pubsub as pubsub_module
+    from libp2p.pubsub.gossipsub import GossipSub
+    from libp2p.pubsub.rpc_queue import RpcQueue
+
+    class _LargeRpcQueue(RpcQueue):
+        def __init__(self, max_size: int = send_queue_size, **kwargs: Any) -> None:
+            super().__init__(max_size=max_size, **kwargs)
+
+    pubsub_module.RpcQueue = _LargeRpcQueue  # type: ignore[misc,assignment]
+    pubsub_module.SUBSCRIPTION_CHANNEL_SIZE = subscription_queue_size
+    survive_unreadable_rpcs(pubsub_module.Pubsub)
+    serialise_rpc_writes(pubsub_module.Pubsub)
+    flood_own_messages(GossipSub)
+    back_off_whom_we_prune(GossipSub)
+    prune_with_backoff_and_peers(GossipSub)
+    take_peer_exchange_from_trusted_peers_only(GossipSub)
+    diversify_outside_backoff(GossipSub)
+
+
+def _once(cls: Any, name: str, replacement: Any) -> None:
+    """Install ``replacement`` as ``cls.name`` unless a patch of ours is already there."""
+    if getattr(getattr(cls, name), "_cooee_patched", False):
+        return
+    replacement._cooee_patched = True
+    setattr(cls, name, replacement)
+
+
+def survive_unreadable_rpcs(pubsub_class: Any) -> None:
+    """Drop a peer whose RPC cannot be parsed, instead of dying with it.
+
+    0.8.1's ``Pubsub.continuously_read_stream`` catches MessageTooLarge and stream errors but
+    not protobuf's DecodeError: one frame that is not an RPC escapes ``stream_handler``, ends the
+    connection's nursery and with it the whole node. Any failure while reading or handling one
+    inbound RPC is that peer's fault, so it gets what MessageTooLarge gets: a warning naming the
+    peer, its stream reset, the peer dropped from pubsub (it may reconnect; a frame that is
+    garbage again costs it the stream again). Patched on the class before ``Pubsub`` is built
+    (its constructor registers the bound ``stream_handler``).
+    """
+    original = pubsub_class.continuously_read_stream
+    from libp2p.exceptions import ParseError
+    from libp2p.io.exceptions import IncompleteReadError
+    from libp2p.network.stream.exceptions import StreamError
+
+    async def continuously_read_stream(self: Any, stream: Any) -> None:
+        peer_id = stream.muxed_conn.peer_id
+        try:
+            await original(self, stream)
+        except (StreamError, ParseError, IncompleteReadError):
+            raise  # stream_handler already treats these as a dead peer, quietly
+        except Exception as error:  # trio's Cancelled is a BaseException and passes
+            logger.warning(
+                "dropped pubsub peer %s: unreadable RPC (%s: %s)",
+                peer_id,
+                type(error).__name__,
+                error,
+            )
+            with contextlib.suppress(Exception):
+                await stream.reset()
+            self._handle_dead_peer(peer_id)
+
+    _once(pubsub_class, "continuously_read_stream", continuously_read_stream)
+
+
+def serialise_rpc_writes(pubsub_class: Any) -> None:
+    """Make each ``Pubsub.write_msg`` one uninterrupted write on its stream.
+
+    0.8.1 writes a peer's stream from several tasks at once: the per-peer queue's sender and
+    gossipsub's direct ``write_msg`` calls (``flush_pending_messages``, the replay of recent
+    messages to a new peer). yamux's ``YamuxStream.write`` takes its lock per frame, not per
+    call, so under load the frames of two RPCs interleave and the receiver reads garbage. One
+    trio lock per stream, held for the whole length prefix and payload, restores the framing.
+    Streams are weakly keyed, so a closed stream's lock goes with it.
+    """
+    original = pubsub_class.write_msg
+    import weakref
+
+    import trio
+
+    locks: weakref.WeakKeyDictionary[Any, trio.Lock] = weakref.WeakKeyDictionary()
+
+    async def write_msg(self: Any, stream: Any, rpc_msg: Any) -> bool:
+        lock = locks.get(stream)
+        if lock is None:
+            lock = locks[stream] = trio.Lock()
+        async with lock:
+            return bool(await original(self, stream, rpc_msg))
+
+    _once(pubsub_class, "write_msg", write_msg)
+
+
+def flood_own_messages(gossipsub_class: Any) -> None:
+    """Send a node's own messages to every peer on the topic, not only to its mesh peers.
+
+    This is gossipsub v1.1's flood publishing (go-libp2p-pubsub's default), which 0.8.1 lacks:
+    there a node publishes to ``mesh[topic]`` alone. In a cluster the Leader is every agent's
+    bootstrap peer and prunes its mesh down to D; an agent it pruned has, for the 60 s of its
+    backoff, no mesh peer at all, and its heartbeats went nowhere. With this patch an agent's
+    own message reaches the Leader whenever the two are connected, whatever the mesh looks
+    like, and the Leader's assignments reach every agent it is connected to. Relayed messages
+    still travel the mesh only. The publish score threshold still applies.
+    """
+    original = gossipsub_class._get_peers_to_send
+
+    def _get_peers_to_send(
+        self: Any,
+        topic_ids: Iterable[str],
+        msg_forwarder: Any,
+        origin: Any,
+        msg_id: bytes | None = None,
+    ) -> Iterator[Any]:
+        topics = list(topic_ids)
+        peers = set(original(self, topics, msg_forwarder, origin, msg_id))
+        pubsub = self.pubsub
+        if pubsub is not None and origin == pubsub.my_id:
+            for topic in topics:
+                for peer in pubsub.peer_topics.get(topic, ()):
+                    if peer == origin or peer not in self.peer_protocol:
+                        continue
+                    if self.scorer is None or self.scorer.allow_publish(peer, [topic]):
+                        peers.add(peer)
+        yield from peers
+
+    _once(gossipsub_class, "_get_peers_to_send", _get_peers_to_send)
+
+
+def back_off_whom_we_prune(gossipsub_class: Any) -> None:
+    """Remember a backoff for every peer the heartbeat prunes, as the pruned peer does.
+
+    0.8.1's ``mesh_heartbeat`` prunes a mesh over D_hi without recording a backoff on its own
+    side, while the pruned peer backs off for 60 s. The pruner's mesh then falls under D_lo (a
+    peer leaves, or answers a GRAFT with PRUNE) and it GRAFTs the peers it has just pruned:
+    inside their backoff, so they log "GRAFT flood detected", penalise it and PRUNE it back,
+    and the mesh churns instead of settling. go-libp2p-pubsub records the backoff in
+    ``prunePeer``; so does this.
+    """
+    original = gossipsub_class.mesh_heartbeat
+
+    def mesh_heartbeat(self: Any) -> Any:
+        to_graft, to_prune = original(self)
+        for peer, topics in to_prune.items():
+            for topic in topics:
+                self._add_back_off(peer, topic, False)
+        return to_graft, to_prune
+
+    _once(gossipsub_class, "mesh_heartbeat", mesh_heartbeat)
+
+
+def prune_with_backoff_and_peers(gossipsub_class: Any) -> None:
+    """Send the heartbeat's PRUNEs as ``emit_prune`` does: with the backoff and, when the
+    router does peer exchange, with peers to dial instead.
+
+    0.8.1's ``_emit_control_msgs`` builds a bare ``ControlPrune(topicID=...)``: no backoff and
+    no peers, whatever ``do_px`` says. An agent that the Leader prunes then learns of no other
+    peer, and the mesh stays a star with most agents outside it. Here each heartbeat PRUNE goes
+    out through ``emit_prune`` (backoff, and PX when ``do_px``), then the GRAFTs and IHAVEs
+    as before.
+    """
+    original = gossipsub_class._emit_control_msgs
+
+    async def _emit_control_msgs(self: Any, to_graft: Any, to_prune: Any, to_gossip: Any) -> None:
+        for peer, topics in list(to_prune.items()):
+            for topic in topics:
+                await self.emit_prune(topic, peer, self.do_px, False)
+        await original(self, to_graft, {}, to_gossip)
+
+    _once(gossipsub_class, "_emit_control_msgs", _emit_control_msgs)
+
+
+def take_peer_exchange_from_trusted_peers_only(gossipsub_class: Any) -> None:
+    """Dial the peers a PRUNE names only when it comes from a peer this node trusts for it (its
+    bootstrap peers: the operator named them), and dial them in the background.
+
+    0.8.1 takes PX from anyone (its score thresholds default to minus infinity), so any peer
+    could steer a node's connections toward its own; and it dials the peers one after another
+    inside the handler of the stream the PRUNE came on, so a list of dead addresses stalls
+    every later message of that peer. ``gossipsub.cooee_px_from`` (a set of peer ids, empty by
+    default) names the trusted peers; the dials run as a task bounded by PX_DIAL_BUDGET_S.
+    """
+    original_prune = gossipsub_class.handle_prune
+    original_px = gossipsub_class._do_px
+
+    async def handle_prune(self: Any, prune_msg: Any, sender_peer_id: Any) -> None:
+        if prune_msg.peers and sender_peer_id not in getattr(self, "cooee_px_from", ()):
+            logger.debug("ignored %d PX peer(s) from %s", len(prune_msg.peers), sender_peer_id)
+            del prune_msg.peers[:]
+        await original_prune(self, prune_msg, sender_peer_id)
+
+    async def dial_px(self: Any, px_peers: list[Any]) -> None:
+        import trio
+
+        try:
+            with trio.move_on_after(PX_DIAL_BUDGET_S):
+                await original_px(self, px_peers)
+        except Exception as error:
+            logger.debug("peer exchange dials failed: %s", error)
+
+    async def _do_px(self: Any, px_peers: list[Any]) -> None:
+        self.manager.run_task(dial_px, self, list(px_peers))
+
+    _once(gossipsub_class, "handle_prune", handle_prune)
+    _once(gossipsub_class, "_do_px", _do_px)
+
+
+def diversify_outside_backoff(gossipsub_class: Any) -> None:
+    """Keep the eclipse protection's extra GRAFTs out of their peers' backoff.
+
+    0.8.1's ``_improve_mesh_diversity`` grafts up to two peers of other IP addresses into a mesh
+    whose addresses are too alike, without asking whether they are in backoff: the same GRAFT
+    inside a backoff that ``back_off_whom_we_prune`` prevents. Those peers leave the mesh again
+    before the GRAFTs go out.
+    """
+    original = gossipsub_class._improve_mesh_diversity
+
+    def _improve_mesh_diversity(self: Any, topic: str, current_ips: set[str]) -> list[Any]:
+        kept = []
+        for peer in original(self, topic, current_ips):
+            if self._check_back_off(peer, topic):
+                self.mesh[topic].discard(peer)
+                if self.scorer is not None:
+                    self.scorer.on_leave_mesh(peer, topic)
+            else:
+                kept.append(peer)
+        return kept
+
+    _once(gossipsub_class, "_improve_mesh_diversity", _improve_mesh_diversity)
