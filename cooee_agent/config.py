@@ -41,6 +41,9 @@ class MeshConfig:
     listen: str = PRODUCTION_LISTEN
     bootstrap: tuple[str, ...] = ()
     mdns: bool = False
+    # Join (and so relay) the availability topic, as the Leader does: for a host that carries
+    # other agents' heartbeats to the Leader. Others publish theirs without joining it.
+    relay_availability: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +208,12 @@ _SCHEMA: dict[str, dict[str, Check]] = {
         "degraded_threshold": _number(0, 7 * 86400, low_open=True),
     },
     "leader": {"keys": _list_of(_text)},
-    "mesh": {"listen": _listen, "bootstrap": _list_of(_multiaddr), "mdns": _boolean},
+    "mesh": {
+        "listen": _listen,
+        "bootstrap": _list_of(_multiaddr),
+        "mdns": _boolean,
+        "relay_availability": _boolean,
+    },
     "heartbeat": {
         "interval": _number(1, 3600),
         "jitter": _number(0, 0.5),

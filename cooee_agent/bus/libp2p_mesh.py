@@ -57,6 +57,7 @@ from cooee_agent.bus.libp2p_patches import apply_patches
 from cooee_agent.bus.limits import PeerRateLimiter, RateLimit, backoff_delay
 from cooee_agent.bus.transport import (
     MAX_MESSAGE_BYTES,
+    TOPIC_AVAILABILITY,
     TOPICS,
     Message,
     Subscription,
@@ -85,7 +86,8 @@ class MeshConfig:
     listen: tuple[str, ...] = ("/ip4/0.0.0.0/tcp/4001",)
     bootstrap: tuple[str, ...] = ()
     mdns: bool = False
-    topics: tuple[str, ...] = TOPICS
+    topics: tuple[str, ...] = TOPICS  # joined: received and relayed
+    publish_only: tuple[str, ...] = ()  # published to without joining (see from_config)
     # Per originating peer: an honest agent sends a few messages a minute.
     originator_limit: RateLimit = field(default_factory=lambda: RateLimit(rate=20.0, burst=200.0))
     # Per directly connected peer: a relay forwards a whole cluster's traffic.
@@ -99,19 +101,28 @@ class MeshConfig:
     degree_high: int = 12
     # A PRUNE names up to px_peers other peers to dial (followed from bootstrap peers only).
     peer_exchange: bool = True
-    px_peers: int = 16
+    px_peers: int = 4
     redial_base: float = 0.5
     redial_cap: float = 30.0
     dial_timeout: float = 10.0
 
     @classmethod
     def from_config(cls, config: Config) -> MeshConfig:
-        """The mesh settings of the agent's TOML configuration (``[mesh]`` and ``state_dir``)."""
+        """The mesh settings of the agent's TOML configuration (``[mesh]`` and ``state_dir``).
+
+        An agent joins the availability topic only with ``relay_availability``: it is the one
+        topic whose traffic grows with the cluster (every host, every interval) and its one
+        reader is the Leader, so an agent that joined it would receive and relay every other
+        host's heartbeats several times over. Its own heartbeats go to every peer that joined
+        the topic (flood publishing): the Leader, and any relay."""
+        relay = config.mesh.relay_availability
         return cls(
             state_dir=config.state_dir,
             listen=(config.mesh.listen,),
             bootstrap=tuple(config.mesh.bootstrap),
             mdns=config.mesh.mdns,
+            topics=TOPICS if relay else tuple(t for t in TOPICS if t != TOPIC_AVAILABILITY),
+            publish_only=() if relay else (TOPIC_AVAILABILITY,),
         )
 
 
@@ -226,8 +237,8 @@ class MeshNode:
 
     async def publish(self, topic: str, data: bytes) -> None:
         check_outbound(topic, data)
-        if topic not in self.config.topics:
-            raise TransportError(f"this node has not joined {topic!r}")
+        if topic not in self.config.topics and topic not in self.config.publish_only:
+            raise TransportError(f"this node neither joined nor publishes to {topic!r}")
         await self._pubsub.publish(topic, bytes(data))
 
     def add_listener(self, topic: str, listener: Listener) -> None:
@@ -260,7 +271,7 @@ class MeshNode:
         pubsub, router = self._pubsub, self._pubsub.router
         await pubsub.message_all_peers(pubsub.get_hello_packet().SerializeToString())
         done = [f"subscriptions re-announced to {len(pubsub.peers)} peer(s)"]
-        if not router.mesh.get(topic):
+        if topic in self.config.topics and not router.mesh.get(topic):
             await router.leave(topic)
             await router.join(topic)
             done.append(f"re-joined {topic} with {len(router.mesh.get(topic, ()))} mesh peer(s)")

@@ -40,6 +40,7 @@ def apply_patches(send_queue_size: int, subscription_queue_size: int) -> None:
     prune_with_backoff_and_peers(GossipSub)
     take_peer_exchange_from_trusted_peers_only(GossipSub)
     diversify_outside_backoff(GossipSub)
+    idontwant_for_large_messages_only(GossipSub)
 
 
 def _once(cls: Any, name: str, replacement: Any) -> None:
@@ -149,25 +150,100 @@ def flood_own_messages(gossipsub_class: Any) -> None:
 
 
 def back_off_whom_we_prune(gossipsub_class: Any) -> None:
-    """Remember a backoff for every peer the heartbeat prunes, as the pruned peer does.
+    """Never GRAFT a peer inside the backoff of a PRUNE we sent it.
 
-    0.8.1's ``mesh_heartbeat`` prunes a mesh over D_hi without recording a backoff on its own
-    side, while the pruned peer backs off for 60 s. The pruner's mesh then falls under D_lo (a
-    peer leaves, or answers a GRAFT with PRUNE) and it GRAFTs the peers it has just pruned:
-    inside their backoff, so they log "GRAFT flood detected", penalise it and PRUNE it back,
-    and the mesh churns instead of settling. go-libp2p-pubsub records the backoff in
-    ``prunePeer``; so does this.
+    0.8.1 records no backoff for the peers its heartbeat prunes (go-libp2p-pubsub does, in
+    ``prunePeer``), nor for those it PRUNEs when refusing their GRAFT as a flood; the pruned
+    peer backs off for 60 s. The pruner's mesh then falls under D_lo (a peer leaves, or answers
+    a GRAFT with PRUNE) and it GRAFTs the peers it has just pruned, inside their backoff: they
+    log "GRAFT flood detected", penalise it and PRUNE it back, and the mesh churns instead of
+    settling. And the pruned peer starts its backoff only when the PRUNE arrives, which on a
+    loaded host is seconds after the pruner started its own: without slack the pruner's ends
+    first and its next GRAFT still lands inside the peer's.
+
+    So every PRUNE we send (heartbeat, refused GRAFT, replacement, leave) records the backoff
+    we announced, which is what ``handle_graft`` holds the peer to, and a later time before
+    which we do not GRAFT the peer ourselves: the backoff plus BACKOFF_SLACK_S (go-libp2p-pubsub
+    waits one heartbeat of slack). Every path that grafts is held to it: the heartbeat (mesh
+    fill, opportunistic grafting), the first fill on a new subscription, the diversity grafts.
     """
-    original = gossipsub_class.mesh_heartbeat
+    original_emit_prune = gossipsub_class.emit_prune
+    original_heartbeat = gossipsub_class.mesh_heartbeat
+    original_subscribed = gossipsub_class.on_peer_subscribed
+
+    async def emit_prune(
+        self: Any, topic: str, to_peer: Any, do_px: bool, is_unsubscribe: bool
+    ) -> None:
+        seconds = self.unsubscribe_back_off if is_unsubscribe else self.prune_back_off
+        _remember_prune(self, to_peer, topic, seconds)
+        await original_emit_prune(self, topic, to_peer, do_px, is_unsubscribe)
 
     def mesh_heartbeat(self: Any) -> Any:
-        to_graft, to_prune = original(self)
+        to_graft, to_prune = original_heartbeat(self)
         for peer, topics in to_prune.items():
             for topic in topics:
-                self._add_back_off(peer, topic, False)
+                _remember_prune(self, peer, topic, self.prune_back_off)
+        for peer, topics in list(to_graft.items()):
+            allowed = [t for t in topics if graft_allowed(self, peer, t)]
+            for topic in set(topics) - set(allowed):
+                _leave_mesh(self, peer, topic)
+            if allowed:
+                to_graft[peer] = allowed
+            else:
+                del to_graft[peer]
+        _forget_expired(self)
         return to_graft, to_prune
 
+    async def on_peer_subscribed(self: Any, peer_id: Any, topic: str) -> None:
+        if graft_allowed(self, peer_id, topic):
+            await original_subscribed(self, peer_id, topic)
+
+    _once(gossipsub_class, "emit_prune", emit_prune)
     _once(gossipsub_class, "mesh_heartbeat", mesh_heartbeat)
+    _once(gossipsub_class, "on_peer_subscribed", on_peer_subscribed)
+
+
+# The pruned peer's backoff starts when our PRUNE arrives; ours waits this much longer.
+BACKOFF_SLACK_S = 10.0
+
+
+def _graft_after(router: Any) -> dict[str, dict[Any, float]]:
+    table = getattr(router, "_cooee_graft_after", None)
+    if table is None:
+        table = router._cooee_graft_after = {}
+    return table  # type: ignore[no-any-return]
+
+
+def _remember_prune(router: Any, peer: Any, topic: str, seconds: float) -> None:
+    import time
+
+    router._add_back_off(peer, topic, False, int(seconds))
+    until = time.time() + seconds + BACKOFF_SLACK_S
+    by_peer = _graft_after(router).setdefault(topic, {})
+    by_peer[peer] = max(by_peer.get(peer, 0.0), until)
+
+
+def graft_allowed(router: Any, peer: Any, topic: str) -> bool:
+    """False while ``peer`` is inside the backoff (plus slack) of a PRUNE we sent it."""
+    import time
+
+    until = _graft_after(router).get(topic, {}).get(peer)
+    return until is None or until <= time.time()
+
+
+def _forget_expired(router: Any) -> None:
+    import time
+
+    now = time.time()
+    for by_peer in _graft_after(router).values():
+        for peer in [p for p, until in by_peer.items() if until <= now]:
+            del by_peer[peer]
+
+
+def _leave_mesh(router: Any, peer: Any, topic: str) -> None:
+    router.mesh.get(topic, set()).discard(peer)
+    if router.scorer is not None:
+        router.scorer.on_leave_mesh(peer, topic)
 
 
 def prune_with_backoff_and_peers(gossipsub_class: Any) -> None:
@@ -239,12 +315,39 @@ def diversify_outside_backoff(gossipsub_class: Any) -> None:
     def _improve_mesh_diversity(self: Any, topic: str, current_ips: set[str]) -> list[Any]:
         kept = []
         for peer in original(self, topic, current_ips):
-            if self._check_back_off(peer, topic):
-                self.mesh[topic].discard(peer)
-                if self.scorer is not None:
-                    self.scorer.on_leave_mesh(peer, topic)
+            if self._check_back_off(peer, topic) or not graft_allowed(self, peer, topic):
+                _leave_mesh(self, peer, topic)
             else:
                 kept.append(peer)
         return kept
 
     _once(gossipsub_class, "_improve_mesh_diversity", _improve_mesh_diversity)
+
+
+# IDONTWANT is worth its own RPC per mesh peer only when the message it spares is large.
+IDONTWANT_MIN_BYTES = 16 * 1024
+
+
+def idontwant_for_large_messages_only(gossipsub_class: Any) -> None:
+    """Send IDONTWANT (gossipsub v1.2) only for messages of IDONTWANT_MIN_BYTES or more.
+
+    0.8.1 sends one IDONTWANT RPC to every mesh peer for every message it forwards, whatever its
+    size: for COOEE's 1-2 KB heartbeats that is as many extra RPCs, each framed, encrypted and
+    sent, as the duplicates it might spare, and on a loaded host they arrive after the
+    duplicates anyway. The v1.2 spec leaves the threshold to the implementation
+    (go-libp2p-pubsub: 1 KiB); ours keeps it for the large envelopes only.
+    """
+    original_publish = gossipsub_class.publish
+    original_emit = gossipsub_class._emit_idontwant_for_message
+
+    async def publish(self: Any, msg_forwarder: Any, pubsub_msg: Any) -> None:
+        # Read by _emit_idontwant_for_message, publish's first await: nothing runs between.
+        self._cooee_forwarding_bytes = len(pubsub_msg.data)
+        await original_publish(self, msg_forwarder, pubsub_msg)
+
+    async def _emit_idontwant_for_message(self: Any, msg_id: bytes, topic_ids: Any) -> None:
+        if getattr(self, "_cooee_forwarding_bytes", 0) >= IDONTWANT_MIN_BYTES:
+            await original_emit(self, msg_id, topic_ids)
+
+    _once(gossipsub_class, "publish", publish)
+    _once(gossipsub_class, "_emit_idontwant_for_message", _emit_idontwant_for_message)

@@ -74,8 +74,18 @@ class Process:
 class Agent:
     """One agent: its own state directory, config, hostname and (once started) process."""
 
-    def __init__(self, world: World, name: str, bootstrap: Sequence[str]) -> None:
+    def __init__(
+        self,
+        world: World,
+        name: str,
+        bootstrap: Sequence[str],
+        *,
+        interval: int = 1,
+        log_level: str = "debug",
+    ) -> None:
         self.world = world
+        self.interval = interval
+        self.log_level = log_level
         self.name = name
         self.hostname = f"{name}.e2e.test"
         self.state_dir = world.tmp / name
@@ -90,10 +100,10 @@ class Agent:
         addrs = ", ".join(f'"{a}"' for a in self.bootstrap)
         self.config.write_text(
             f'state_dir = "{self.state_dir}"\n'
-            'log_level = "debug"\n'
+            f'log_level = "{self.log_level}"\n'
             f'[leader]\nkeys = ["{self.world.bundle}"]\n'
             f'[mesh]\nlisten = "{self.listen}"\nbootstrap = [{addrs}]\n'
-            "[heartbeat]\ninterval = 1\njitter = 0\n"
+            f"[heartbeat]\ninterval = {self.interval}\njitter = 0\n"
             # Nothing listens there: the agent runs with no Ollama and no models.
             f'[ollama]\nhost = "http://127.0.0.1:{self.world.closed_port}"\n'
         )
@@ -196,9 +206,10 @@ class World:
         assert self.leader is not None
         self.leader.signal(signum)
 
-    def agent(self, name: str, bootstrap: Sequence[str] | None = None) -> Agent:
-        """A configured agent (not started); by default it bootstraps to the Leader only."""
-        return Agent(self, name, [self.leader_addr] if bootstrap is None else bootstrap)
+    def agent(self, name: str, bootstrap: Sequence[str] | None = None, **options: Any) -> Agent:
+        """A configured agent (not started); by default it bootstraps to the Leader only.
+        ``options``: ``interval`` (heartbeat seconds) and ``log_level``."""
+        return Agent(self, name, [self.leader_addr] if bootstrap is None else bootstrap, **options)
 
     def hosts(self) -> list[dict[str, Any]]:
         """``leader list --json`` (an empty list before the registry exists)."""

@@ -152,3 +152,22 @@ def test_concurrent_ingesters_assign_unique_ids(leader_dir: Path) -> None:
     ids = [host_id for batch in results for host_id in batch]
     assert None not in ids
     assert sorted(ids) == list(range(160))
+
+
+def test_a_registry_made_before_the_heartbeat_counters_gains_them(leader_dir: Path) -> None:
+    import sqlite3
+
+    from cooee_agent.leader import registry as module
+
+    path = leader_dir / "old.sqlite3"
+    old_schema = module.SCHEMA.replace(
+        ",\n    heard INTEGER NOT NULL DEFAULT 0,\n    missed INTEGER NOT NULL DEFAULT 0", ""
+    )
+    assert old_schema != module.SCHEMA
+    with sqlite3.connect(path) as db:
+        db.executescript(old_schema)
+    with Registry(path) as registry:
+        assert registry.hosts() == []
+    with sqlite3.connect(path) as db:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(presence)")}
+    assert {"heard", "missed"} <= columns

@@ -346,6 +346,37 @@ def test_an_agent_whose_counter_restarted_is_heard_again(world: World) -> None:
     assert host_view(world, host_id)["seq"] == 0
 
 
+def test_the_leader_counts_heartbeats_heard_and_the_seqs_it_never_got(world: World) -> None:
+    keys = agent_keys()
+    host_id = enrolled(world, keys)
+    start = world.clock.now
+    # 3 and 4 are lost on the way, 5 is replayed, and 3 turns up late, after 5.
+    for seq in (1, 2, 5, 5, 3, 6):
+        at = start + timedelta(seconds=seq)
+        world.agent.publish(TOPIC_AVAILABILITY, heartbeat(keys, host_id, seq, at))
+    world.clock.advance(6)
+    reasons = [h.reason for h in world.service.drain()]
+    assert reasons == ["applied", "applied", "applied", "replayed", "replayed", "applied"]
+    view = host_view(world, host_id)
+    assert (view["heartbeats_heard"], view["heartbeats_missed"], view["seq"]) == (4, 2, 6)
+    world.clock.advance(1)
+    world.agent.publish(TOPIC_AVAILABILITY, leaving(keys, host_id, 7, world.clock.now))
+    world.service.drain()
+    view = host_view(world, host_id)
+    assert (view["heartbeats_heard"], view["heartbeats_missed"]) == (5, 2)
+
+
+def test_a_counter_that_restarted_is_not_counted_as_missed(world: World) -> None:
+    keys = agent_keys()
+    host_id = enrolled(world, keys)
+    world.agent.publish(TOPIC_AVAILABILITY, heartbeat(keys, host_id, 500, world.clock.now))
+    world.clock.advance(10)
+    world.agent.publish(TOPIC_AVAILABILITY, heartbeat(keys, host_id, 1, world.clock.now))
+    world.service.drain()
+    view = host_view(world, host_id)
+    assert (view["heartbeats_heard"], view["heartbeats_missed"]) == (2, 0)
+
+
 def test_intervention_calls_are_stored_listed_folded_and_closed(world: World) -> None:
     keys = agent_keys()
     host_id = enrolled(world, keys)
