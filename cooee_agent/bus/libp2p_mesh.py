@@ -24,15 +24,19 @@ Trio callers run the node in their own nursery::
     await node.publish(TOPIC_ENROL, data)
     node.stop()
 
-Every node joins all of ``config.topics`` (default: the four COOEE topics) from the start, so
-every node relays every topic: gossipsub forwards only topics a node has joined.
+A node joins all of ``config.topics`` (default: the four COOEE topics) from the start, and so
+relays them: gossipsub forwards only topics a node has joined. It may also publish to the topics
+of ``config.publish_only`` without joining them (an agent's availability: ``from_config``).
 
 What 0.8.1 does by default and this module changes (see docs/PROTOCOL.md, section 8):
 - plaintext, secio and TLS are offered by default: only Noise is offered here; only yamux.
 - spam protection drops a peer's messages past 10/s, relayed ones included: off, replaced by the
   per-peer token buckets of ``MeshConfig`` (counted per forwarding peer and per originator).
 - the per-peer send queue (32) and the subscription queue (32) drop silently: both enlarged.
-- heartbeat every 120 s (meshes form slowly): 1 s.
+- heartbeat every 120 s (meshes form slowly): 1 s; adaptive gossip (slows it again): off.
+- own messages go to the mesh only; PRUNEs are sent without backoff or peers and the pruner
+  keeps no backoff; PX is taken from anyone; IDONTWANT goes out for every message: see
+  ``libp2p_patches`` (flood publishing, backoffs kept by both sides, PX from bootstrap peers).
 - no redial, and a failed dial blocks the peer for 60 s: each bootstrap peer has a task that
   clears that negative cache and redials with exponential backoff and jitter.
 - mDNS and UPnP: UPnP always off, mDNS only when ``MeshConfig.mdns`` is set.

@@ -41,6 +41,8 @@ def apply_patches(send_queue_size: int, subscription_queue_size: int) -> None:
     take_peer_exchange_from_trusted_peers_only(GossipSub)
     diversify_outside_backoff(GossipSub)
     idontwant_for_large_messages_only(GossipSub)
+    no_mesh_quality_replacement(GossipSub)
+    queue_only_for_peers_being_identified(GossipSub)
 
 
 def _once(cls: Any, name: str, replacement: Any) -> None:
@@ -351,3 +353,68 @@ def idontwant_for_large_messages_only(gossipsub_class: Any) -> None:
 
     _once(gossipsub_class, "publish", publish)
     _once(gossipsub_class, "_emit_idontwant_for_message", _emit_idontwant_for_message)
+
+
+def no_mesh_quality_replacement(gossipsub_class: Any) -> None:
+    """Turn off 0.8.1's "mesh quality maintenance", which is not in the gossipsub spec.
+
+    After every heartbeat it PRUNEs a working mesh peer whenever a peer outside the mesh scores
+    0.1 higher, and GRAFTs that one straight away, past ``back_off_whom_we_prune``'s slack:
+    with the GRAFT-flood penalties of a cold start, scores differ and the meshes churned.
+    The spec's own mechanisms (D_lo/D_hi in the heartbeat, opportunistic grafting) remain.
+    """
+
+    async def _maintain_mesh_quality(self: Any, topic: str) -> None:
+        return None
+
+    _once(gossipsub_class, "_maintain_mesh_quality", _maintain_mesh_quality)
+
+
+# How long after a peer's protocol is known messages are still held for it until it subscribes.
+PENDING_GRACE_S = 5.0
+
+
+def queue_only_for_peers_being_identified(gossipsub_class: Any) -> None:
+    """Hold a message for a connected peer that has not subscribed to its topic only while that
+    peer is new (its identify and subscriptions may still be on the way).
+
+    0.8.1 queues every message it publishes or forwards for every connected peer that has not
+    joined the topic, "optimistically", for as long as the peer stays connected: up to 100 per
+    peer, pruned with a list rebuild and a warning per message once full. A Leader forwarding
+    50 agents' heartbeats to 50 agents that never join the availability topic (they publish
+    to it without joining) spent its time rebuilding those lists and logging 1,000 warnings a
+    second, and the heartbeats waited. After PENDING_GRACE_S the queue of an identified peer
+    is dropped instead: a peer that wants a topic has said so by then.
+    """
+    original_add = gossipsub_class.add_peer
+    original_remove = gossipsub_class.remove_peer
+    original_prune = gossipsub_class._prune_pending_messages
+
+    def _added_at(router: Any) -> dict[Any, float]:
+        table = getattr(router, "_cooee_added_at", None)
+        if table is None:
+            table = router._cooee_added_at = {}
+        return table  # type: ignore[no-any-return]
+
+    def add_peer(self: Any, peer_id: Any, protocol_id: Any) -> None:
+        import time
+
+        _added_at(self)[peer_id] = time.monotonic()
+        original_add(self, peer_id, protocol_id)
+
+    def remove_peer(self: Any, peer_id: Any) -> None:
+        _added_at(self).pop(peer_id, None)
+        original_remove(self, peer_id)
+
+    def _prune_pending_messages(self: Any, peer_id: Any) -> None:
+        import time
+
+        added = _added_at(self).get(peer_id)
+        if added is not None and time.monotonic() - added > PENDING_GRACE_S:
+            self._pending_messages.pop(peer_id, None)
+            return
+        original_prune(self, peer_id)
+
+    _once(gossipsub_class, "add_peer", add_peer)
+    _once(gossipsub_class, "remove_peer", remove_peer)
+    _once(gossipsub_class, "_prune_pending_messages", _prune_pending_messages)
