@@ -44,6 +44,8 @@ class MeshConfig:
     # Join (and so relay) the availability topic, as the Leader does: for a host that carries
     # other agents' heartbeats to the Leader. Others publish theirs without joining it.
     relay_availability: bool = False
+    # Peer exchange on PRUNE (docs/PROTOCOL.md §8): off until it is cheap enough (see there).
+    peer_exchange: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +215,7 @@ _SCHEMA: dict[str, dict[str, Check]] = {
         "bootstrap": _list_of(_multiaddr),
         "mdns": _boolean,
         "relay_availability": _boolean,
+        "peer_exchange": _boolean,
     },
     "heartbeat": {
         "interval": _number(1, 3600),

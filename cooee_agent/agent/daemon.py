@@ -567,7 +567,8 @@ class AgentDaemon:
         return report.status_record(self, now=self._wall(), stopped=stopped)
 
     def write_status(self, *, stopped: bool = False) -> None:
-        write_json(self.state_dir / STATUS_FILE, self.status(stopped=stopped))
+        # Rewritten every turn and only ever advisory: atomic, but not worth an fsync a second.
+        write_json(self.state_dir / STATUS_FILE, self.status(stopped=stopped), durable=False)
 
     def status_line(self) -> str:
         return report.status_line(self)

@@ -19,9 +19,11 @@ STATUS_FILE = "status.json"
 STATUS_SCHEMA = "cooee-agent/status"
 
 
-def write_json(path: Path, value: Any) -> None:
-    """Replace ``path`` atomically with ``value`` as JSON, mode 0600: readers see old or new."""
-    write_bytes(path, (json.dumps(value, sort_keys=True, indent=1) + "\n").encode("utf-8"))
+def write_json(path: Path, value: Any, *, durable: bool = True) -> None:
+    """Replace ``path`` atomically with ``value`` as JSON, mode 0600: readers see old or new;
+    ``durable`` syncs it to disk first."""
+    data = (json.dumps(value, sort_keys=True, indent=1) + "\n").encode("utf-8")
+    write_bytes(path, data, durable=durable)
 
 
 def write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:

@@ -104,7 +104,8 @@ class MeshConfig:
     degree_low: int = 5
     degree_high: int = 12
     # A PRUNE names up to px_peers other peers to dial (followed from bootstrap peers only).
-    peer_exchange: bool = True
+    # Off by default: docs/PROTOCOL.md §8 says what it cost in py-libp2p 0.8.1.
+    peer_exchange: bool = False
     px_peers: int = 4
     redial_base: float = 0.5
     redial_cap: float = 30.0
@@ -125,6 +126,7 @@ class MeshConfig:
             listen=(config.mesh.listen,),
             bootstrap=tuple(config.mesh.bootstrap),
             mdns=config.mesh.mdns,
+            peer_exchange=config.mesh.peer_exchange,
             topics=TOPICS if relay else tuple(t for t in TOPICS if t != TOPIC_AVAILABILITY),
             publish_only=() if relay else (TOPIC_AVAILABILITY,),
         )
@@ -202,7 +204,8 @@ class MeshNode:
             px_peers_count=config.px_peers,
         )
         # PRUNEs naming peers to dial are followed only from the peers the operator configured.
-        gossipsub.cooee_px_from = {info.peer_id for info in bootstrap}  # type: ignore[attr-defined]
+        trusted = {info.peer_id for info in bootstrap} if config.peer_exchange else set()
+        gossipsub.cooee_px_from = trusted  # type: ignore[attr-defined]
         pubsub = Pubsub(host, gossipsub, strict_signing=True, max_inbound_rpc_size=MAX_RPC_BYTES)
         self._host, self._pubsub, self._my_id = host, pubsub, host.get_id()
         self.peer_id = host.get_id().to_base58()

@@ -208,6 +208,12 @@ def serve(
         "(default: three of the intervals the host announces, 90 s at 30 s).",
     ),
     max_age: int = typer.Option(600, "--max-age", min=1, help="Freshness window in seconds."),
+    peer_exchange: bool = typer.Option(
+        False,
+        "--peer-exchange",
+        help="Name other peers in the PRUNEs this Leader sends, so agents it prunes from its "
+        "mesh connect to each other (agents follow them with [mesh] peer_exchange = true).",
+    ),
 ) -> None:
     """Serve on the COOEE mesh until SIGTERM: enrolments, availability, calls.
 
@@ -232,6 +238,7 @@ def serve(
         bootstrap=bootstrap,
         offline_after=offline_after,
         max_age_s=max_age,
+        peer_exchange=peer_exchange,
     ) as node:
         for addr in node.addrs:
             typer.echo(addr)

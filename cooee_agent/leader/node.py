@@ -27,6 +27,7 @@ class LeaderNode:
         bootstrap: Sequence[str] = (),
         offline_after: float | None = None,
         max_age_s: int = 600,
+        peer_exchange: bool = False,
     ) -> None:
         from cooee_agent.bus.libp2p_mesh import MeshConfig, start_mesh
         from cooee_agent.leader.calls import CALLS_FILE, CallBook
@@ -41,7 +42,10 @@ class LeaderNode:
         self.mesh = None
         try:
             config = MeshConfig(
-                state_dir=state_dir, listen=tuple(listen), bootstrap=tuple(bootstrap)
+                state_dir=state_dir,
+                listen=tuple(listen),
+                bootstrap=tuple(bootstrap),
+                peer_exchange=peer_exchange,
             )
             self.mesh = start_mesh(config, validator=envelope_validator)
             self.service = LeaderService(
