@@ -87,7 +87,7 @@ def test_a_frame_that_is_not_an_rpc_drops_that_peer_and_the_node_serves_on(
         )
         await stream.write(encode_varint_prefixed(GARBAGE))
 
-    with caplog.at_level(logging.WARNING, logger="cooee_agent.bus.libp2p_mesh"):
+    with caplog.at_level(logging.WARNING, logger="cooee_agent.bus.libp2p_patches"):
         on_node(hostile, send_garbage)
         until(
             lambda: any(
@@ -148,7 +148,7 @@ def test_concurrent_rpc_writes_to_one_stream_arrive_whole(
             for w in range(WRITERS):
                 nursery.start_soon(pubsub.write_msg, stream, rpc(w))
 
-    with caplog.at_level(logging.WARNING, logger="cooee_agent.bus.libp2p_mesh"):
+    with caplog.at_level(logging.WARNING, logger="cooee_agent.bus.libp2p_patches"):
         on_node(sender, write_concurrently)
         got = received(inbox, WRITERS * PER_RPC)
     assert not [r.getMessage() for r in caplog.records if "unreadable RPC" in r.getMessage()]

@@ -192,8 +192,8 @@ def test_a_frame_that_is_not_a_pubsub_rpc_does_not_bring_down_an_agent(world: Wo
 
 # The defect of 0.8.1 left unpatched in this one Leader: a real way for its mesh node to die.
 UNPATCHED_ENTRY = (
-    "import cooee_agent.bus.libp2p_mesh as mesh; mesh._survive_unreadable_rpcs = lambda _: None; "
-    + ENTRY
+    "import cooee_agent.bus.libp2p_patches as patches; "
+    "patches.survive_unreadable_rpcs = lambda _: None; " + ENTRY
 )
 
 
