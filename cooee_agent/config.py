@@ -44,8 +44,8 @@ class MeshConfig:
     # Join (and so relay) the availability topic, as the Leader does: for a host that carries
     # other agents' heartbeats to the Leader. Others publish theirs without joining it.
     relay_availability: bool = False
-    # Peer exchange on PRUNE (docs/PROTOCOL.md §8): off until it is cheap enough (see there).
-    peer_exchange: bool = False
+    # Follow the peers a bootstrap peer names when it prunes us (docs/PROTOCOL.md §8).
+    peer_exchange: bool = True
 
 
 @dataclass(frozen=True, slots=True)

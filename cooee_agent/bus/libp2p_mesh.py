@@ -104,8 +104,7 @@ class MeshConfig:
     degree_low: int = 5
     degree_high: int = 12
     # A PRUNE names up to px_peers other peers to dial (followed from bootstrap peers only).
-    # Off by default: docs/PROTOCOL.md §8 says what it cost in py-libp2p 0.8.1.
-    peer_exchange: bool = False
+    peer_exchange: bool = True
     px_peers: int = 4
     redial_base: float = 0.5
     redial_cap: float = 30.0

@@ -18,6 +18,9 @@ logger = logging.getLogger(__name__)
 # A PRUNE names up to px_peers_count peers to dial; the dials run in the background, so a peer
 # that hands out dead addresses cannot stall the stream it sent them on, and stop after this long.
 PX_DIAL_BUDGET_S = 30.0
+# Peer exchange dials nothing once a node has this many pubsub peers: enough for a mesh of D = 6
+# on each topic plus the Leader, without every agent connecting to every other.
+PX_PEER_LIMIT = 8
 
 
 def apply_patches(send_queue_size: int, subscription_queue_size: int) -> None:
@@ -276,8 +279,11 @@ def take_peer_exchange_from_trusted_peers_only(gossipsub_class: Any) -> None:
     0.8.1 takes PX from anyone (its score thresholds default to minus infinity), so any peer
     could steer a node's connections toward its own; and it dials the peers one after another
     inside the handler of the stream the PRUNE came on, so a list of dead addresses stalls
-    every later message of that peer. ``gossipsub.cooee_px_from`` (a set of peer ids, empty by
-    default) names the trusted peers; the dials run as a task bounded by PX_DIAL_BUDGET_S.
+    every later message of that peer. And it dials every peer named, however many it already
+    has: at 50 agents each ended up connected to 45 others and the host was saturated.
+    ``gossipsub.cooee_px_from`` (a set of peer ids, empty by default) names the trusted peers;
+    the dials run as a task bounded by PX_DIAL_BUDGET_S, and only while the node has fewer than
+    ``gossipsub.cooee_px_peer_limit`` connected pubsub peers (default PX_PEER_LIMIT).
     """
     original_prune = gossipsub_class.handle_prune
     original_px = gossipsub_class._do_px
@@ -298,7 +304,9 @@ def take_peer_exchange_from_trusted_peers_only(gossipsub_class: Any) -> None:
             logger.debug("peer exchange dials failed: %s", error)
 
     async def _do_px(self: Any, px_peers: list[Any]) -> None:
-        self.manager.run_task(dial_px, self, list(px_peers))
+        room = getattr(self, "cooee_px_peer_limit", PX_PEER_LIMIT) - len(self.pubsub.peers)
+        if room > 0:
+            self.manager.run_task(dial_px, self, list(px_peers)[:room])
 
     _once(gossipsub_class, "handle_prune", handle_prune)
     _once(gossipsub_class, "_do_px", _do_px)

@@ -209,10 +209,10 @@ def serve(
     ),
     max_age: int = typer.Option(600, "--max-age", min=1, help="Freshness window in seconds."),
     peer_exchange: bool = typer.Option(
-        False,
-        "--peer-exchange",
+        True,
+        "--peer-exchange/--no-peer-exchange",
         help="Name other peers in the PRUNEs this Leader sends, so agents it prunes from its "
-        "mesh connect to each other (agents follow them with [mesh] peer_exchange = true).",
+        "mesh connect to each other (agents follow them unless [mesh] peer_exchange = false).",
     ),
 ) -> None:
     """Serve on the COOEE mesh until SIGTERM: enrolments, availability, calls.

@@ -20,7 +20,7 @@ from e2eharness import World
 AGENTS = 50
 INTERVAL_S = 2
 SOAK_S = 120
-BRING_UP_S = 420.0
+BRING_UP_S = 600.0
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
