@@ -44,8 +44,9 @@ class MeshConfig:
     # Join (and so relay) the availability topic, as the Leader does: for a host that carries
     # other agents' heartbeats to the Leader. Others publish theirs without joining it.
     relay_availability: bool = False
-    # Follow the peers a bootstrap peer names when it prunes us (docs/PROTOCOL.md §8).
-    peer_exchange: bool = True
+    # Follow the peers a bootstrap peer names when it prunes us: off by default, for what it
+    # costs in py-libp2p 0.8.1 (docs/PROTOCOL.md §8).
+    peer_exchange: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,7 +104,8 @@ class MeshConfig:
     degree_low: int = 5
     degree_high: int = 12
     # A PRUNE names up to px_peers other peers to dial (followed from bootstrap peers only).
-    peer_exchange: bool = True
+    # Off by default: docs/PROTOCOL.md §8 says what it cost at 50 agents.
+    peer_exchange: bool = False
     px_peers: int = 4
     redial_base: float = 0.5
     redial_cap: float = 30.0

@@ -209,10 +209,11 @@ def serve(
     ),
     max_age: int = typer.Option(600, "--max-age", min=1, help="Freshness window in seconds."),
     peer_exchange: bool = typer.Option(
-        True,
+        False,
         "--peer-exchange/--no-peer-exchange",
         help="Name other peers in the PRUNEs this Leader sends, so agents it prunes from its "
-        "mesh connect to each other (agents follow them unless [mesh] peer_exchange = false).",
+        "mesh connect to each other (agents follow them with [mesh] peer_exchange = true). "
+        "Off by default: docs/PROTOCOL.md section 8 says what it costs.",
     ),
 ) -> None:
     """Serve on the COOEE mesh until SIGTERM: enrolments, availability, calls.

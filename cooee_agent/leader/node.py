@@ -27,7 +27,7 @@ class LeaderNode:
         bootstrap: Sequence[str] = (),
         offline_after: float | None = None,
         max_age_s: int = 600,
-        peer_exchange: bool = True,
+        peer_exchange: bool = False,
     ) -> None:
         from cooee_agent.bus.libp2p_mesh import MeshConfig, start_mesh
         from cooee_agent.leader.calls import CALLS_FILE, CallBook
