@@ -1,6 +1,8 @@
 """What a Leader with more agents than its mesh holds needs from gossipsub, on real py-libp2p
 nodes on 127.0.0.1: the Leader's degree is set to 1, so three of four agents are pruned, as 50
-agents are by D_hi = 12. Each test fails with its patch of libp2p_patches removed."""
+agents are by D_hi = 12. The tests of flood publishing, of the pruner's backoff and of whom
+peer exchange is taken from, and of holding messages for new peers only, each fail with
+their patch of libp2p_patches removed."""
 
 from __future__ import annotations
 
@@ -266,3 +268,27 @@ def test_idontwant_goes_out_for_large_messages_only(nodes: Callable[..., MeshTra
     sender.publish(TOPIC_ENROL, large)
     assert (m := inbox.get(timeout=20)) is not None and m.data == large
     until(lambda: sent, "an IDONTWANT for the large message")
+
+
+def test_messages_wait_only_for_peers_still_being_identified(
+    nodes: Callable[..., MeshTransport],
+) -> None:
+    leader = nodes("leader")
+    agent = nodes(
+        "agent",
+        tuple(multiaddrs_of(leader)),
+        topics=tuple(t for t in TOPICS if t != TOPIC_AVAILABILITY),
+        publish_only=(TOPIC_AVAILABILITY,),
+    )
+    relay = nodes("relay", tuple(multiaddrs_of(leader)))
+    until(lambda: relay.peer_id in leader.topic_peers(TOPIC_AVAILABILITY), "the relay joined")
+    time.sleep(libp2p_patches.PENDING_GRACE_S + 0.5)  # the agent is no longer new
+
+    def held_for(router: Any, peer: str) -> int:
+        return sum(
+            len(queue) for p, queue in router._pending_messages.items() if p.to_base58() == peer
+        )
+
+    for n in range(150):  # more than 0.8.1's 100 per peer
+        leader.publish(TOPIC_AVAILABILITY, b"%d" % n)
+    assert on_node(leader, held_for, agent.peer_id, sync=True) <= 1
