@@ -8,62 +8,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from node_support import on_node, until
 
 from cooee_agent.agent.reach import ReachWatch
 from cooee_agent.bus import libp2p_patches
-from cooee_agent.bus.libp2p_mesh import MeshConfig, MeshTransport, multiaddrs_of, start_mesh
+from cooee_agent.bus.libp2p_mesh import MeshConfig, MeshTransport, multiaddrs_of
 from cooee_agent.bus.transport import TOPIC_AVAILABILITY, TOPIC_ENROL, TOPICS
 from cooee_agent.config import parse_config
 
-LOOPBACK = ("/ip4/127.0.0.1/tcp/0",)
 AGENTS = 4
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[Callable[..., MeshTransport]]:
-    started: list[MeshTransport] = []
-
-    def start(name: str, bootstrap: tuple[str, ...] = (), **options: Any) -> MeshTransport:
-        config = MeshConfig(
-            state_dir=tmp_path / name,
-            listen=LOOPBACK,
-            bootstrap=bootstrap,
-            redial_base=0.2,
-            redial_cap=1.0,
-            **options,
-        )
-        node = start_mesh(config)
-        started.append(node)
-        return node
-
-    try:
-        yield start
-    finally:
-        for node in reversed(started):
-            node.close()
-
-
-def until(condition: Callable[[], object], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-def on_node(node: MeshTransport, fn: Callable[..., Any], *args: Any, sync: bool = False) -> Any:
-    """Run ``fn(router, *args)`` on the node's trio thread (a coroutine function unless sync)."""
-    import trio
-
-    router = node._node._pubsub.router
-    runner = trio.from_thread.run_sync if sync else trio.from_thread.run
-    return runner(fn, router, *args, trio_token=node._token)
 
 
 # The Leader keeps one mesh peer per topic; so would agents, but they have only the Leader.
@@ -111,13 +71,14 @@ def test_the_leader_backs_off_from_every_agent_it_pruned(
     pruned = [a.peer_id for a in agents if a.peer_id not in in_mesh]
     assert len(pruned) == AGENTS - 1
 
-    def held_back(router: Any, topic: str) -> dict[str, tuple[bool, bool]]:
+    def held_back(pubsub: Any, topic: str) -> dict[str, tuple[bool, bool]]:
+        router = pubsub.router
         return {
             p.to_base58(): (
                 router._check_back_off(p, topic),
                 libp2p_patches.graft_allowed(router, p, topic),
             )
-            for p in router.pubsub.peer_topics.get(topic, ())
+            for p in pubsub.peer_topics.get(topic, ())
         }
 
     state = on_node(leader, held_back, TOPIC_ENROL, sync=True)
@@ -148,7 +109,7 @@ def test_peer_exchange_is_followed_only_from_a_bootstrap_peer(
     agent = nodes("agent", tuple(multiaddrs_of(leader)), peer_exchange=True)
     until(lambda: leader.peer_id in agent.peers(), "the agent connected to its Leader")
 
-    async def prune_naming_target(router: Any, sender: str) -> None:
+    async def prune_naming_target(pubsub: Any, sender: str) -> None:
         from libp2p.peer.id import ID
         from libp2p.pubsub.pb import rpc_pb2
 
@@ -163,7 +124,7 @@ def test_peer_exchange_is_followed_only_from_a_bootstrap_peer(
             peerID=ID.from_base58(target.peer_id).to_bytes(), signedPeerRecord=envelope_bytes
         )
         prune = rpc_pb2.ControlPrune(topicID=TOPIC_ENROL, peers=[info], backoff=60)
-        await router.handle_prune(prune, ID.from_base58(sender))
+        await pubsub.router.handle_prune(prune, ID.from_base58(sender))
 
     on_node(agent, prune_naming_target, stranger.peer_id)
     time.sleep(2.0)
@@ -209,8 +170,8 @@ def test_repair_announces_subscriptions_again(nodes: Callable[..., MeshTransport
     agent = nodes("agent", tuple(multiaddrs_of(leader)))
     until(lambda: agent.peer_id in leader.topic_peers(TOPIC_ENROL), "the agent's subscription")
 
-    def forget_agent(router: Any, peer: str) -> None:
-        for peers in router.pubsub.peer_topics.values():
+    def forget_agent(pubsub: Any, peer: str) -> None:
+        for peers in pubsub.peer_topics.values():
             peers.discard(next(p for p in list(peers) if p.to_base58() == peer))
 
     on_node(leader, forget_agent, agent.peer_id, sync=True)
@@ -251,7 +212,8 @@ def test_idontwant_goes_out_for_large_messages_only(nodes: Callable[..., MeshTra
     until(lambda: relay.peer_id in sender.topic_peers(TOPIC_ENROL), "the sender's topic peer")
     sent: list[int] = []
 
-    def count_idontwant(router: Any) -> None:
+    def count_idontwant(pubsub: Any) -> None:
+        router = pubsub.router
         original = router.emit_idontwant
 
         async def counting(msg_ids: list[bytes], to_peer: Any) -> None:
@@ -284,10 +246,9 @@ def test_messages_wait_only_for_peers_still_being_identified(
     until(lambda: relay.peer_id in leader.topic_peers(TOPIC_AVAILABILITY), "the relay joined")
     time.sleep(libp2p_patches.PENDING_GRACE_S + 0.5)  # the agent is no longer new
 
-    def held_for(router: Any, peer: str) -> int:
-        return sum(
-            len(queue) for p, queue in router._pending_messages.items() if p.to_base58() == peer
-        )
+    def held_for(pubsub: Any, peer: str) -> int:
+        pending = pubsub.router._pending_messages
+        return sum(len(queue) for p, queue in pending.items() if p.to_base58() == peer)
 
     for n in range(150):  # more than 0.8.1's 100 per peer
         leader.publish(TOPIC_AVAILABILITY, b"%d" % n)

@@ -4,68 +4,19 @@ node that reads it, and concurrent RPC writes to one stream interleave. Real nod
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from node_support import on_node, received, until
 
-from cooee_agent.bus.libp2p_mesh import MeshConfig, MeshTransport, multiaddrs_of, start_mesh
-from cooee_agent.bus.transport import TOPIC_ENROL, Message
+from cooee_agent.bus.libp2p_mesh import MeshTransport, multiaddrs_of
+from cooee_agent.bus.transport import TOPIC_ENROL
 
-LOOPBACK = ("/ip4/127.0.0.1/tcp/0",)
 # 0xff starts a field with wire type 7, which protobuf does not have: ParseFromString fails.
 GARBAGE = b"\xff" * 64
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[Callable[..., MeshTransport]]:
-    started: list[MeshTransport] = []
-
-    def start(name: str, bootstrap: tuple[str, ...] = ()) -> MeshTransport:
-        config = MeshConfig(
-            state_dir=tmp_path / name,
-            listen=LOOPBACK,
-            bootstrap=bootstrap,
-            redial_base=0.2,
-            redial_cap=1.0,
-        )
-        node = start_mesh(config)
-        started.append(node)
-        return node
-
-    try:
-        yield start
-    finally:
-        for node in reversed(started):
-            node.close()
-
-
-def until(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-def on_node(node: MeshTransport, fn: Callable[..., Any], *args: Any) -> Any:
-    """Run the coroutine function ``fn(pubsub, *args)`` on the node's trio thread."""
-    import trio
-
-    return trio.from_thread.run(fn, node._node._pubsub, *args, trio_token=node._token)
-
-
-def received(subscription: Any, count: int, timeout: float = 30.0) -> list[Message]:
-    got: list[Message] = []
-    deadline = time.monotonic() + timeout
-    while len(got) < count and time.monotonic() < deadline:
-        message = subscription.get(timeout=0.1)
-        if message is not None:
-            got.append(message)
-    return got
 
 
 def test_a_frame_that_is_not_an_rpc_drops_that_peer_and_the_node_serves_on(
