@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -220,8 +221,6 @@ def _graft_after(router: Any) -> dict[str, dict[Any, float]]:
 
 
 def _remember_prune(router: Any, peer: Any, topic: str, seconds: float) -> None:
-    import time
-
     router._add_back_off(peer, topic, False, int(seconds))
     until = time.time() + seconds + BACKOFF_SLACK_S
     by_peer = _graft_after(router).setdefault(topic, {})
@@ -230,15 +229,11 @@ def _remember_prune(router: Any, peer: Any, topic: str, seconds: float) -> None:
 
 def graft_allowed(router: Any, peer: Any, topic: str) -> bool:
     """False while ``peer`` is inside the backoff (plus slack) of a PRUNE we sent it."""
-    import time
-
     until = _graft_after(router).get(topic, {}).get(peer)
     return until is None or until <= time.time()
 
 
 def _forget_expired(router: Any) -> None:
-    import time
-
     now = time.time()
     for by_peer in _graft_after(router).values():
         for peer in [p for p, until in by_peer.items() if until <= now]:
@@ -405,8 +400,6 @@ def queue_only_for_peers_being_identified(gossipsub_class: Any) -> None:
         return table  # type: ignore[no-any-return]
 
     def add_peer(self: Any, peer_id: Any, protocol_id: Any) -> None:
-        import time
-
         _added_at(self)[peer_id] = time.monotonic()
         original_add(self, peer_id, protocol_id)
 
@@ -415,8 +408,6 @@ def queue_only_for_peers_being_identified(gossipsub_class: Any) -> None:
         original_remove(self, peer_id)
 
     def _prune_pending_messages(self: Any, peer_id: Any) -> None:
-        import time
-
         added = _added_at(self).get(peer_id)
         if added is not None and time.monotonic() - added > PENDING_GRACE_S:
             self._pending_messages.pop(peer_id, None)
