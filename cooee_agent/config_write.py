@@ -61,7 +61,7 @@ def read_bundle_text(value: str) -> str:
 
 def check_leader_key(value: str) -> str:
     """The canonical bundle text; InputError saying what is wrong with it."""
-    from cooee_agent.enrolment import KeyFileError, parse_bundle
+    from cooee_agent.protocol import KeyFileError, parse_bundle
 
     text = read_bundle_text(value)
     if not text:
@@ -73,7 +73,7 @@ def check_leader_key(value: str) -> str:
 
 
 def leader_fingerprint(bundle_text: str) -> str:
-    from cooee_agent.enrolment.keys import fingerprint
+    from cooee_agent.protocol.keys import fingerprint
 
     return fingerprint(bundle_text)
 
@@ -310,8 +310,8 @@ def ensure_agent_keys(state_dir: Path) -> AgentKeysReady:
     Run as root into a state directory the agent's user owns, new key files are given to that
     user: otherwise the service could not read keys only root may open.
     """
-    from cooee_agent.enrolment import load_or_create_agent_keys
-    from cooee_agent.enrolment.paths import AGENT_IDENTITY_FILE, AGENT_SIGNING_FILE
+    from cooee_agent.protocol import load_or_create_agent_keys
+    from cooee_agent.protocol.paths import AGENT_IDENTITY_FILE, AGENT_SIGNING_FILE
 
     names = (AGENT_SIGNING_FILE, AGENT_IDENTITY_FILE)
     missing = [name for name in names if not (state_dir / name).exists()]

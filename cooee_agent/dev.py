@@ -60,9 +60,9 @@ class DevCluster:
 
     def __init__(self, root: Path, *, interval: float = 5.0) -> None:
         from cooee_agent.agent.daemon import production_daemon
-        from cooee_agent.enrolment.keys import generate_leader_keys, load_leader_keys
         from cooee_agent.leader.node import LeaderNode
         from cooee_agent.leader.registry import REGISTRY_FILE, Registry
+        from cooee_agent.protocol.keys import generate_leader_keys, load_leader_keys
 
         self.root = root
         self._stop = threading.Event()

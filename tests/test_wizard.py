@@ -23,8 +23,8 @@ from cooee_agent.config_write import (
     toml_string,
     write_config,
 )
-from cooee_agent.enrolment.keys import generate_leader_keys, load_agent_keys
 from cooee_agent.errors import ConfigError, CooeeError, InputError
+from cooee_agent.protocol.keys import generate_leader_keys, load_agent_keys
 from cooee_agent.wizard import START_COMMAND, WizardAborted, run_wizard
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "packaging" / "config.example.toml"
@@ -196,7 +196,7 @@ def test_the_packaged_template_is_replaced_without_force(tmp_path: Path, bundle:
 
 def test_existing_agent_keys_are_kept(tmp_path: Path, bundle: str) -> None:
     config, state = paths(tmp_path)
-    from cooee_agent.enrolment import load_or_create_agent_keys
+    from cooee_agent.protocol import load_or_create_agent_keys
 
     before = load_or_create_agent_keys(state).agent_id
     outcome = run_wizard(

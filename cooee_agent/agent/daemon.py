@@ -180,7 +180,7 @@ class AgentDaemon:
 
     @property
     def assignment(self) -> Any:
-        """The Leader's Assignment (enrolment.records) once enrolled, else None."""
+        """The Leader's Assignment (protocol.records) once enrolled, else None."""
         return self.enrolment.assignment if self.enrolment is not None else None
 
     @property
@@ -210,7 +210,7 @@ class AgentDaemon:
         return self.exit_code
 
     def start(self) -> None:
-        from cooee_agent.enrolment import load_or_create_agent_keys
+        from cooee_agent.protocol import load_or_create_agent_keys
 
         self.bundles = self.bundles or leader_bundles(self.config)
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

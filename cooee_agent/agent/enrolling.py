@@ -32,7 +32,7 @@ MAX_PENDING_NONCES = 16  # earlier seals of the same enrolment whose assignment 
 
 def iso(moment: float) -> str:
     """A wall-clock time as the records write it (``2026-01-02T03:04:05Z``)."""
-    from cooee_agent.enrolment.records import now_text
+    from cooee_agent.protocol.records import now_text
 
     return now_text(datetime.fromtimestamp(moment, UTC))
 
@@ -74,7 +74,7 @@ class Enrolment:
         self.inventory: Inventory | None = None  # the inventory the identity was formed from
         self._tuples: list[Any] = []
         self.identity: Identity | None = None
-        self.assignment: Any = None  # enrolment.records.Assignment once enrolled
+        self.assignment: Any = None  # protocol.records.Assignment once enrolled
         self._assignment_identity: str | None = None
         self._pending: dict[str, Any] | None = None  # {"identity", "nonces", "since"}
         self.pending_since: float | None = None  # monotonic start of the pending enrolment
@@ -107,7 +107,7 @@ class Enrolment:
 
     def load_assignment(self) -> None:
         """Take the stored assignment when it is for this agent's key."""
-        from cooee_agent.enrolment import Assignment, b64
+        from cooee_agent.protocol import Assignment, b64
 
         stored = read_json(self.state_dir / ASSIGNMENT_FILE)
         if not isinstance(stored, dict):
@@ -148,7 +148,7 @@ class Enrolment:
 
     def enrol(self, why: str, join_token: str | None) -> None:
         """Seal a fresh enrolment into the outbox; its nonce joins the pending ones."""
-        from cooee_agent.enrolment import build_enrolment, seal_enrolment
+        from cooee_agent.protocol import build_enrolment, seal_enrolment
 
         if self.inventory is None or self.identity is None:
             return
@@ -174,7 +174,7 @@ class Enrolment:
     def take(self, data: bytes) -> Any:
         """Take an assignment meant for our pending enrolment and return it; ignore (None)
         everything else quietly."""
-        from cooee_agent.enrolment import open_assignment
+        from cooee_agent.protocol import open_assignment
 
         if self._pending is None:
             return None
@@ -227,7 +227,7 @@ class Enrolment:
 
 def leader_bundles(config: Config) -> list[Any]:
     """The configured Leader bundles; ConfigError (exit 2) when there is none."""
-    from cooee_agent.enrolment import parse_bundle
+    from cooee_agent.protocol import parse_bundle
 
     if not config.leader.keys:
         where = config.source or "the configuration"
@@ -243,7 +243,7 @@ def leader_bundles(config: Config) -> list[Any]:
 
 def sealing_bundle(bundles: Sequence[Any]) -> Any:
     """One bundle sealing to every configured recipient (several during a key rotation)."""
-    from cooee_agent.enrolment import LeaderBundle
+    from cooee_agent.protocol import LeaderBundle
 
     recipients = tuple(dict.fromkeys(r for bundle in bundles for r in bundle.recipients))
     return LeaderBundle(verify_key=bundles[-1].verify_key, recipients=recipients)
@@ -251,7 +251,7 @@ def sealing_bundle(bundles: Sequence[Any]) -> Any:
 
 def identity_of(inventory: Inventory, tuples: Sequence[Any], keys: Any, bundles: Any) -> Identity:
     """The parts of an enrolment whose change calls for a new one (DiscoveryError if none)."""
-    from cooee_agent.enrolment import b64, build_enrolment
+    from cooee_agent.protocol import b64, build_enrolment
 
     record = build_enrolment(inventory, tuples, keys, nonce="0" * 32)
     value = {

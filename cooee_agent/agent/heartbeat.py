@@ -14,9 +14,9 @@ from typing import Any
 
 from cooee_agent.agent.usage import Usage
 from cooee_agent.discovery.model import Gpu, Inventory
-from cooee_agent.enrolment.records import SCHEMA_VERSION, Assignment
 from cooee_agent.errors import IdentityError
 from cooee_agent.identity.canonical import normalise_gpu_id, normalise_model
+from cooee_agent.protocol.records import SCHEMA_VERSION, Assignment
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ def mesh_alive(transport: Transport | None, subscription: Subscription | None) -
 
 def publish_plain(transport: Transport, keys: Any, topic: str, record: dict[str, Any]) -> None:
     """Sign ``record`` with the agent key and publish it (CooeeError when refused)."""
-    from cooee_agent.enrolment import seal_plain
+    from cooee_agent.protocol import seal_plain
 
     transport.publish(topic, seal_plain(record, keys.signing, keys.agent_id))
 
@@ -56,7 +56,7 @@ def pump(
     leave after one publish that reached a peer on their topic (see agent.intervention). While
     no peer has joined an item's topic nothing is published and no backoff is spent: the first
     send goes out as soon as the mesh connects."""
-    from cooee_agent.enrolment.sealing import DEFAULT_WINDOW
+    from cooee_agent.protocol.sealing import DEFAULT_WINDOW
 
     half_window = DEFAULT_WINDOW.max_age_s / 2
     for item in outbox.due():

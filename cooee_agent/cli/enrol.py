@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import typer
 
 from cooee_agent.cli.output import emit_json
-from cooee_agent.enrolment.paths import DEFAULT_STATE_DIR, STATE_DIR_ENV
 from cooee_agent.errors import ConfigError, DiscoveryError, InputError
+from cooee_agent.protocol.paths import DEFAULT_STATE_DIR, STATE_DIR_ENV
 
 if TYPE_CHECKING:
     from cooee_agent.wizard import Prompter
@@ -211,7 +211,7 @@ def _envelope(
         raise InputError("--leader-key is required with --non-interactive")
     from cooee_agent.config_write import read_bundle_text, read_join_token_file
     from cooee_agent.discovery.inventory import agent_tuples, discover
-    from cooee_agent.enrolment import (
+    from cooee_agent.protocol import (
         build_enrolment,
         load_or_create_agent_keys,
         parse_bundle,

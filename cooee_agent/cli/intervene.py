@@ -20,9 +20,9 @@ def intervene(
     from cooee_agent.agent.state import ASSIGNMENT_FILE, read_json
     from cooee_agent.bus.outbox import Outbox
     from cooee_agent.cli.status import read_status
-    from cooee_agent.enrolment import load_or_create_agent_keys
-    from cooee_agent.enrolment.records import SEVERITIES
     from cooee_agent.errors import InputError
+    from cooee_agent.protocol import load_or_create_agent_keys
+    from cooee_agent.protocol.records import SEVERITIES
 
     if severity not in SEVERITIES:
         raise InputError(f"--severity must be one of {', '.join(SEVERITIES)}")

@@ -11,8 +11,8 @@ import typer
 
 from cooee_agent.cli.output import emit_json
 from cooee_agent.cli.state import STATE
-from cooee_agent.enrolment.paths import DEFAULT_STATE_DIR, STATE_DIR_ENV
 from cooee_agent.errors import CooeeError
+from cooee_agent.protocol.paths import DEFAULT_STATE_DIR, STATE_DIR_ENV
 
 app = typer.Typer(help="Run the reference Leader: on the mesh, or by hand.", no_args_is_help=True)
 calls_app = typer.Typer(
@@ -39,7 +39,7 @@ def keygen(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
     """Create the Leader identity (mode 0600) and print its key bundle and fingerprint."""
-    from cooee_agent.enrolment.keys import generate_leader_keys
+    from cooee_agent.protocol.keys import generate_leader_keys
 
     bundle = generate_leader_keys(state_dir).bundle
     _print_bundle(bundle.text, bundle.fingerprint, as_json)
@@ -51,7 +51,7 @@ def bundle(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
     """Print the key bundle agents enrol with, and its fingerprint."""
-    from cooee_agent.enrolment.keys import load_leader_keys
+    from cooee_agent.protocol.keys import load_leader_keys
 
     leader_bundle = load_leader_keys(state_dir).bundle
     _print_bundle(leader_bundle.text, leader_bundle.fingerprint, as_json)
@@ -78,8 +78,8 @@ def ingest(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array of results."),
 ) -> None:
     """Open, verify and register enrolment envelopes; exit 1 if any is refused."""
-    from cooee_agent.enrolment.sealing import Window
     from cooee_agent.leader.ingest import IngestResult, Leader
+    from cooee_agent.protocol.sealing import Window
 
     if not STATE.debug:
         # Each refusal is printed below with its file name; the library's log line would repeat it.

@@ -7,12 +7,12 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from cooee_agent.enrolment import b64
-from cooee_agent.enrolment.errors import RejectedError
-from cooee_agent.enrolment.records import TOKEN_VERSION
-from cooee_agent.enrolment.sealing import DEFAULT_WINDOW, Window, open_plain
 from cooee_agent.identity import token as codec
 from cooee_agent.leader.registry import Registry
+from cooee_agent.protocol import b64
+from cooee_agent.protocol.errors import RejectedError
+from cooee_agent.protocol.records import TOKEN_VERSION
+from cooee_agent.protocol.sealing import DEFAULT_WINDOW, Window, open_plain
 
 log = logging.getLogger(__name__)
 

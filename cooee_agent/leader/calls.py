@@ -15,14 +15,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cooee_agent.enrolment import b64
-from cooee_agent.enrolment.build import new_nonce
-from cooee_agent.enrolment.errors import RejectedError
-from cooee_agent.enrolment.records import SEVERITIES, now_text
-from cooee_agent.enrolment.sealing import DEFAULT_WINDOW, Window, open_plain
 from cooee_agent.leader.database import open_database, transaction
 from cooee_agent.leader.errors import RegistryError
 from cooee_agent.leader.registry import Registry
+from cooee_agent.protocol import b64
+from cooee_agent.protocol.build import new_nonce
+from cooee_agent.protocol.errors import RejectedError
+from cooee_agent.protocol.records import SEVERITIES, now_text
+from cooee_agent.protocol.sealing import DEFAULT_WINDOW, Window, open_plain
 
 log = logging.getLogger(__name__)
 

@@ -15,18 +15,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cooee_agent.enrolment.build import new_nonce
-from cooee_agent.enrolment.errors import RejectedError
-from cooee_agent.enrolment.keys import LeaderKeys, load_leader_keys
-from cooee_agent.enrolment.records import (
+from cooee_agent.leader.registry import REGISTRY_FILE, HostView, Registry
+from cooee_agent.protocol.build import new_nonce
+from cooee_agent.protocol.errors import RejectedError
+from cooee_agent.protocol.keys import LeaderKeys, load_leader_keys
+from cooee_agent.protocol.records import (
     Assignment,
     EnrolmentRecord,
     SlotToken,
     now_text,
     parse_time,
 )
-from cooee_agent.enrolment.sealing import DEFAULT_WINDOW, Window, open_enrolment, seal_assignment
-from cooee_agent.leader.registry import REGISTRY_FILE, HostView, Registry
+from cooee_agent.protocol.sealing import DEFAULT_WINDOW, Window, open_enrolment, seal_assignment
 
 log = logging.getLogger(__name__)
 

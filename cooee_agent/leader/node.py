@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from cooee_agent.enrolment.sealing import Window
+from cooee_agent.protocol.sealing import Window
 
 log = logging.getLogger(__name__)
 

@@ -15,17 +15,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cooee_agent.enrolment.records import (
+from cooee_agent.identity import token as codec
+from cooee_agent.identity.canonical import normalise_mac
+from cooee_agent.leader.database import add_missing_columns, open_database, transaction
+from cooee_agent.leader.errors import HostIdExhausted, RegistryError
+from cooee_agent.protocol.records import (
     TOKEN_VERSION,
     EnrolmentRecord,
     SlotToken,
     now_text,
 )
-from cooee_agent.enrolment.schema import canonical, loads
-from cooee_agent.identity import token as codec
-from cooee_agent.identity.canonical import normalise_mac
-from cooee_agent.leader.database import add_missing_columns, open_database, transaction
-from cooee_agent.leader.errors import HostIdExhausted, RegistryError
+from cooee_agent.protocol.schema import canonical, loads
 
 log = logging.getLogger(__name__)
 

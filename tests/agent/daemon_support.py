@@ -28,9 +28,9 @@ from cooee_agent.discovery.model import (
     OllamaModel,
     ProbeFailure,
 )
-from cooee_agent.enrolment.keys import generate_leader_keys
-from cooee_agent.enrolment.sealing import open_plain
 from cooee_agent.leader.ingest import Leader
+from cooee_agent.protocol.keys import generate_leader_keys
+from cooee_agent.protocol.sealing import open_plain
 
 
 def gpu(slot: int, utilisation: int = 10) -> Gpu:

@@ -23,13 +23,13 @@ from cooee_agent.bus.transport import TOPIC_ASSIGNMENT, TOPIC_ENROL, Message
 from cooee_agent.config import Config, HeartbeatConfig
 from cooee_agent.discovery.inventory import agent_tuples
 from cooee_agent.discovery.model import ProbeFailure
-from cooee_agent.enrolment import (
+from cooee_agent.errors import ConfigError
+from cooee_agent.protocol import (
     build_enrolment,
     load_or_create_agent_keys,
     parse_bundle,
     seal_enrolment,
 )
-from cooee_agent.errors import ConfigError
 
 TICK = 0.02
 

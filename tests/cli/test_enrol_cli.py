@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from cooee_agent.config import load_config
-from cooee_agent.enrolment.keys import fingerprint, generate_leader_keys, load_agent_keys
+from cooee_agent.protocol.keys import fingerprint, generate_leader_keys, load_agent_keys
 
 CLI = Path(sys.executable).with_name("cooee-agent")
 PEER = "/ip4/10.0.0.1/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"

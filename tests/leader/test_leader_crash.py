@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from enrolment_factory import agent_keys, record
 
-from cooee_agent.enrolment.keys import load_leader_keys
-from cooee_agent.enrolment.sealing import seal_enrolment
 from cooee_agent.leader.ingest import Leader
 from cooee_agent.leader.registry import REGISTRY_FILE
+from cooee_agent.protocol.keys import load_leader_keys
+from cooee_agent.protocol.sealing import seal_enrolment
 
 HOSTS = 400
 

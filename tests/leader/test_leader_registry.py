@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from enrolment_factory import agent_keys, record
 
-from cooee_agent.enrolment.keys import AgentKeys, LeaderKeys, load_leader_keys
-from cooee_agent.enrolment.sealing import open_assignment, seal_enrolment
 from cooee_agent.identity import token as codec
 from cooee_agent.leader.errors import RegistryError
 from cooee_agent.leader.ingest import Leader
 from cooee_agent.leader.registry import REGISTRY_FILE, Registry
+from cooee_agent.protocol.keys import AgentKeys, LeaderKeys, load_leader_keys
+from cooee_agent.protocol.sealing import open_assignment, seal_enrolment
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -12,11 +12,11 @@ from enrolment_factory import agent_keys, craft, record, signed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cooee_agent.enrolment import b64
-from cooee_agent.enrolment.envelope import MAX_ENVELOPE_BYTES, make_envelope
-from cooee_agent.enrolment.keys import AgentKeys, LeaderKeys, generate_leader_keys
-from cooee_agent.enrolment.sealing import address_for, seal_enrolment
 from cooee_agent.leader.ingest import Leader
+from cooee_agent.protocol import b64
+from cooee_agent.protocol.envelope import MAX_ENVELOPE_BYTES, make_envelope
+from cooee_agent.protocol.keys import AgentKeys, LeaderKeys, generate_leader_keys
+from cooee_agent.protocol.sealing import address_for, seal_enrolment
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -216,7 +216,7 @@ def test_an_oversized_signed_envelope_is_refused_before_any_work(
 
 
 def test_an_envelope_too_big_to_send_cannot_be_made(keys: AgentKeys) -> None:
-    from cooee_agent.enrolment.errors import RejectedError
+    from cooee_agent.protocol.errors import RejectedError
 
     with pytest.raises(RejectedError, match="limit"):
         make_envelope(

@@ -26,11 +26,11 @@ from cooee_agent.bus.transport import (
     TOPIC_ENROL,
     TOPIC_INTERVENTION,
 )
-from cooee_agent.enrolment.build import new_nonce
-from cooee_agent.enrolment.keys import AgentKeys, LeaderKeys
-from cooee_agent.enrolment.records import now_text
-from cooee_agent.enrolment.sealing import open_assignment, seal_enrolment, seal_plain
 from cooee_agent.identity import token as codec
+from cooee_agent.protocol.build import new_nonce
+from cooee_agent.protocol.keys import AgentKeys, LeaderKeys
+from cooee_agent.protocol.records import now_text
+from cooee_agent.protocol.sealing import open_assignment, seal_enrolment, seal_plain
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cooee_agent.enrolment.errors import KeyFileError
-from cooee_agent.enrolment.keys import (
+from cooee_agent.protocol.errors import KeyFileError
+from cooee_agent.protocol.keys import (
     generate_leader_keys,
     load_leader_keys,
     load_or_create_agent_keys,

@@ -9,21 +9,21 @@ from typing import Protocol
 
 from cooee_agent import __version__
 from cooee_agent.discovery.model import Inventory
-from cooee_agent.enrolment import b64
-from cooee_agent.enrolment.keys import AgentKeys
-from cooee_agent.enrolment.records import (
-    AgentEntry,
-    EnrolmentRecord,
-    HostEntry,
-    SlotEntry,
-    now_text,
-)
 from cooee_agent.errors import DiscoveryError
 from cooee_agent.identity.canonical import (
     AgentTuple,
     normalise_gpu_id,
     normalise_hostname,
     normalise_mac,
+)
+from cooee_agent.protocol import b64
+from cooee_agent.protocol.keys import AgentKeys
+from cooee_agent.protocol.records import (
+    AgentEntry,
+    EnrolmentRecord,
+    HostEntry,
+    SlotEntry,
+    now_text,
 )
 
 

@@ -18,24 +18,24 @@ from typing import Any
 import pyrage
 from pyrage import x25519
 
-from cooee_agent.enrolment import b64
-from cooee_agent.enrolment.envelope import (
+from cooee_agent.identity import ucxl
+from cooee_agent.protocol import b64
+from cooee_agent.protocol.envelope import (
     Envelope,
     make_envelope,
     open_signed_record,
     parse_envelope,
     sign_record,
 )
-from cooee_agent.enrolment.errors import RejectedError
-from cooee_agent.enrolment.keys import AgentKeys, LeaderBundle, LeaderKeys, key_id
-from cooee_agent.enrolment.records import (
+from cooee_agent.protocol.errors import RejectedError
+from cooee_agent.protocol.keys import AgentKeys, LeaderBundle, LeaderKeys, key_id
+from cooee_agent.protocol.records import (
     Assignment,
     EnrolmentRecord,
     parse_time,
     validate_record,
 )
-from cooee_agent.enrolment.schema import canonical, fail
-from cooee_agent.identity import ucxl
+from cooee_agent.protocol.schema import canonical, fail
 
 log = logging.getLogger(__name__)
 

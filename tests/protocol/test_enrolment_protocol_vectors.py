@@ -12,13 +12,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pyrage import x25519
 
-from cooee_agent.enrolment import b64
-from cooee_agent.enrolment.envelope import make_envelope, open_signed_record, sign_record
-from cooee_agent.enrolment.keys import AgentKeys, LeaderKeys
-from cooee_agent.enrolment.records import EnrolmentRecord
-from cooee_agent.enrolment.schema import canonical
-from cooee_agent.enrolment.sealing import address_for
 from cooee_agent.leader.ingest import Leader
+from cooee_agent.protocol import b64
+from cooee_agent.protocol.envelope import make_envelope, open_signed_record, sign_record
+from cooee_agent.protocol.keys import AgentKeys, LeaderKeys
+from cooee_agent.protocol.records import EnrolmentRecord
+from cooee_agent.protocol.schema import canonical
+from cooee_agent.protocol.sealing import address_for
 
 Vectors = Callable[[str], list[str]]
 

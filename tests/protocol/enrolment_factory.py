@@ -13,10 +13,11 @@ from pyrage import x25519
 
 from cooee_agent.discovery.inventory import SlotTuple
 from cooee_agent.discovery.model import Gpu, HostFacts, Inventory, Nic
-from cooee_agent.enrolment import b64
-from cooee_agent.enrolment.build import build_enrolment
-from cooee_agent.enrolment.envelope import Envelope, make_envelope
-from cooee_agent.enrolment.keys import (
+from cooee_agent.identity.canonical import make_tuple
+from cooee_agent.protocol import b64
+from cooee_agent.protocol.build import build_enrolment
+from cooee_agent.protocol.envelope import Envelope, make_envelope
+from cooee_agent.protocol.keys import (
     AgentKeys,
     LeaderBundle,
     LeaderKeys,
@@ -25,10 +26,9 @@ from cooee_agent.enrolment.keys import (
     load_leader_keys,
     raw_public,
 )
-from cooee_agent.enrolment.records import EnrolmentRecord, now_text
-from cooee_agent.enrolment.schema import canonical
-from cooee_agent.enrolment.sealing import address_for
-from cooee_agent.identity.canonical import make_tuple
+from cooee_agent.protocol.records import EnrolmentRecord, now_text
+from cooee_agent.protocol.schema import canonical
+from cooee_agent.protocol.sealing import address_for
 
 
 def gpu_uuid(host: int, slot: int) -> str:
@@ -108,7 +108,7 @@ def craft(
 
 
 def signed(record_value: Any, key: Ed25519PrivateKey) -> bytes:
-    from cooee_agent.enrolment.envelope import sign_record
+    from cooee_agent.protocol.envelope import sign_record
 
     return canonical(sign_record(record_value, key))
 

@@ -1,4 +1,4 @@
-"""Enrolment: key files, records, the envelope, and sealing between agent and Leader.
+"""The COOEE wire protocol: key files, record types, the envelope, and sealing.
 
 The public names below load on first use, so importing a light submodule (``paths``) does not
 pull in the crypto libraries.

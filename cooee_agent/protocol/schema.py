@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cooee_agent.enrolment.errors import RejectedError
+from cooee_agent.protocol.errors import RejectedError
 
 MAX_SAFE_INT = 2**53 - 1  # JSON numbers beyond this lose precision in JavaScript readers
 # Characters no record string may hold: controls, format characters, surrogates, private use,

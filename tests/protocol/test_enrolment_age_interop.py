@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from enrolment_factory import record, signed
 
-from cooee_agent.enrolment import b64
-from cooee_agent.enrolment.envelope import make_envelope
-from cooee_agent.enrolment.keys import AgentKeys, LeaderKeys
-from cooee_agent.enrolment.sealing import address_for, seal_enrolment
 from cooee_agent.leader.ingest import Leader
+from cooee_agent.protocol import b64
+from cooee_agent.protocol.envelope import make_envelope
+from cooee_agent.protocol.keys import AgentKeys, LeaderKeys
+from cooee_agent.protocol.sealing import address_for, seal_enrolment
 
 pytestmark = pytest.mark.skipif(shutil.which("age") is None, reason="the age CLI is not installed")
 
@@ -56,7 +56,7 @@ def test_a_record_encrypted_by_the_age_cli_opens_in_the_leader(
 
 
 def test_the_agent_identity_file_is_read_by_the_age_cli(tmp_path: Path) -> None:
-    from cooee_agent.enrolment.keys import load_or_create_agent_keys
+    from cooee_agent.protocol.keys import load_or_create_agent_keys
 
     agent = load_or_create_agent_keys(tmp_path)
     sealed = subprocess.run(

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from cooee_agent.enrolment.errors import RejectedError
-from cooee_agent.enrolment.schema import Arr, Const, Int, Obj, Opt, Spec, Str, fail
 from cooee_agent.errors import IdentityError
 from cooee_agent.identity.canonical import AgentTuple, make_tuple, normalise_hostname
 from cooee_agent.identity.token import MAX_GPU_SLOT, MAX_HOST_ID
+from cooee_agent.protocol.errors import RejectedError
+from cooee_agent.protocol.schema import Arr, Const, Int, Obj, Opt, Spec, Str, fail
 
 SCHEMA_VERSION = 1
 TOKEN_VERSION = 1  # the token format version the Leader issues

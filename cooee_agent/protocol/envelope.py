@@ -10,13 +10,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cooee_agent.enrolment import b64
-from cooee_agent.enrolment.errors import RejectedError
-from cooee_agent.enrolment.keys import raw_public, verify_signature
-from cooee_agent.enrolment.records import ED25519, KINDS, TIME, now_text
-from cooee_agent.enrolment.schema import Const, Obj, Str, canonical, fail, loads
 from cooee_agent.errors import AddressError
 from cooee_agent.identity import ucxl
+from cooee_agent.protocol import b64
+from cooee_agent.protocol.errors import RejectedError
+from cooee_agent.protocol.keys import raw_public, verify_signature
+from cooee_agent.protocol.records import ED25519, KINDS, TIME, now_text
+from cooee_agent.protocol.schema import Const, Obj, Str, canonical, fail, loads
 
 ENVELOPE_VERSION = 1
 MAX_ENVELOPE_BYTES = 64 * 1024

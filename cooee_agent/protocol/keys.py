@@ -20,16 +20,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pyrage import x25519
 
-from cooee_agent.enrolment import b64
-from cooee_agent.enrolment.errors import KeyFileError
-from cooee_agent.enrolment.paths import (  # noqa: F401 (state_dir re-exported)
+from cooee_agent.identity.canonical import CROCKFORD, short_key
+from cooee_agent.protocol import b64
+from cooee_agent.protocol.errors import KeyFileError
+from cooee_agent.protocol.paths import (  # noqa: F401 (state_dir re-exported)
     AGENT_IDENTITY_FILE,
     AGENT_SIGNING_FILE,
     LEADER_IDENTITY_FILE,
     LEADER_SIGNING_FILE,
     state_dir,
 )
-from cooee_agent.identity.canonical import CROCKFORD, short_key
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from enrolment_factory import record
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cooee_agent.enrolment.errors import RejectedError
-from cooee_agent.enrolment.keys import AgentKeys
-from cooee_agent.enrolment.records import EnrolmentRecord, validate_record
-from cooee_agent.enrolment.sealing import open_plain, seal_plain
+from cooee_agent.protocol.errors import RejectedError
+from cooee_agent.protocol.keys import AgentKeys
+from cooee_agent.protocol.records import EnrolmentRecord, validate_record
+from cooee_agent.protocol.sealing import open_plain, seal_plain
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 AVAILABILITY = {
