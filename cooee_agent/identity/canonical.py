@@ -10,9 +10,13 @@ import hashlib
 import json
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from cooee_agent.errors import IdentityError
+
+_json_string: Callable[[str], str] = json.encoder.encode_basestring
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 SHORT_KEY_BITS = 50
@@ -20,6 +24,11 @@ MAX_FIELD_LENGTH = 255
 DEFAULT_TAG = "latest"
 # Ollama shows models of its default registry and namespace without them.
 _DEFAULT_MODEL_PREFIXES = ("registry.ollama.ai/library/", "registry.ollama.ai/")
+
+# The normalisers are pure, and a host's records repeat the same few hostnames, MACs and model
+# names in every tuple; a bounded cache of the accepted values (a refusal raises, and is never
+# cached) saves the Leader most of its per-tuple work.
+_CACHED = 4096
 
 _MAC_SEPARATED = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
 _MAC_DOTTED = re.compile(r"^[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}$")
@@ -45,7 +54,9 @@ def _text(field: str, value: str) -> str:
     text = unicodedata.normalize("NFC", value).strip().lower()
     if not text:
         raise IdentityError(f"{field} is empty")
-    for position, char in enumerate(text, start=1):
+    # isprintable() is False for every refused category (and for spaces other than U+0020), so
+    # printable text, nearly all of it, skips the per-character scan.
+    for position, char in enumerate("" if text.isprintable() else text, start=1):
         if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn"):
             raise IdentityError(
                 f"{field} {value!r} has a control character U+{ord(char):04X} "
@@ -56,6 +67,7 @@ def _text(field: str, value: str) -> str:
     return text
 
 
+@lru_cache(maxsize=_CACHED)
 def normalise_mac(value: str) -> str:
     """Return 12 lower-case hex digits; reject all-zero, broadcast and multicast addresses."""
     text = _text("mac", value)
@@ -80,6 +92,7 @@ def is_locally_administered(mac: str) -> bool:
     return bool(int(normalise_mac(mac)[:2], 16) & 0x02)
 
 
+@lru_cache(maxsize=_CACHED)
 def normalise_hostname(value: str) -> str:
     """Lower-case, NFC, without the trailing root dot; labels are non-empty and ≤ 63 characters."""
     text = _text("hostname", value)
@@ -95,6 +108,7 @@ def normalise_hostname(value: str) -> str:
     return text
 
 
+@lru_cache(maxsize=_CACHED)
 def normalise_model(value: str) -> str:
     """Return ``name:tag`` as Ollama displays it, adding ``:latest`` when the tag is missing."""
     text = _text("model", value)
@@ -182,14 +196,15 @@ def make_tuple(model: str, hostname: str, mac: str, gpu_id: str) -> AgentTuple:
 
 
 def canonical_json(agent: AgentTuple) -> str:
-    """JSON with sorted keys, no whitespace, non-ASCII as raw UTF-8."""
-    fields = {
-        "gpu_id": agent.gpu_id,
-        "hostname": agent.hostname,
-        "mac": agent.mac,
-        "model": agent.model,
-    }
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """JSON with sorted keys, no whitespace, non-ASCII as raw UTF-8.
+
+    Written out field by field with the string encoder ``json.dumps(..., ensure_ascii=False)``
+    uses, so the bytes are the same as that call's at a fraction of its cost.
+    """
+    return (
+        f'{{"gpu_id":{_json_string(agent.gpu_id)},"hostname":{_json_string(agent.hostname)},'
+        f'"mac":{_json_string(agent.mac)},"model":{_json_string(agent.model)}}}'
+    )
 
 
 def tuple_key(agent: AgentTuple) -> str:

@@ -212,3 +212,12 @@ def test_short_key_is_first_50_bits_in_crockford(key: str) -> None:
     for char in short:
         value = value * 32 + canonical.CROCKFORD.index(char)
     assert value == int(key, 16) >> (256 - 50)
+
+
+@given(st.tuples(*(st.text(max_size=40) for _ in range(4))))
+def test_canonical_json_is_byte_for_byte_the_sorted_compact_json_dumps(fields) -> None:
+    agent = canonical.AgentTuple(*fields)
+    as_dict = {"model": fields[0], "hostname": fields[1], "mac": fields[2], "gpu_id": fields[3]}
+    assert agent.canonical_json() == json.dumps(
+        as_dict, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
