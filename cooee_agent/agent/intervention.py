@@ -18,9 +18,8 @@ from typing import Any
 from cooee_agent.bus.outbox import Outbox
 from cooee_agent.bus.transport import TOPIC_INTERVENTION
 from cooee_agent.errors import InputError
-from cooee_agent.protocol.build import new_nonce
 from cooee_agent.protocol.keys import AgentKeys
-from cooee_agent.protocol.records import SCHEMA_VERSION, now_text
+from cooee_agent.protocol.records import SCHEMA_VERSION, new_nonce, now_text
 from cooee_agent.protocol.sealing import seal_plain
 
 log = logging.getLogger(__name__)

@@ -26,11 +26,14 @@ from typing import Protocol
 
 logger = logging.getLogger(__name__)
 
-TOPIC_ENROL = "cooee/enrol/v1"
-TOPIC_ASSIGNMENT = "cooee/assignment/v1"
-TOPIC_AVAILABILITY = "cooee/availability/v1"
-TOPIC_INTERVENTION = "cooee/intervention/v1"
-TOPICS: tuple[str, ...] = (TOPIC_ENROL, TOPIC_ASSIGNMENT, TOPIC_AVAILABILITY, TOPIC_INTERVENTION)
+# The topics are the kinds table's (the transport carries bytes; the protocol names topics).
+from cooee_agent.protocol.kinds import (  # noqa: E402, F401  (the importers move to kinds next)
+    TOPIC_ASSIGNMENT,
+    TOPIC_AVAILABILITY,
+    TOPIC_ENROL,
+    TOPIC_INTERVENTION,
+    TOPICS,
+)
 
 # The envelope contract (docs/PROTOCOL.md, section 8): nothing larger goes over the wire.
 MAX_MESSAGE_BYTES = 64 * 1024

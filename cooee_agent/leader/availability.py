@@ -6,13 +6,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from cooee_agent.identity import token as codec
+from cooee_agent.leader.handled import Handled
 from cooee_agent.leader.registry import Registry
 from cooee_agent.protocol import b64
 from cooee_agent.protocol.errors import RejectedError
 from cooee_agent.protocol.records import TOKEN_VERSION
 from cooee_agent.protocol.sealing import DEFAULT_WINDOW, Window, open_plain
+
+if TYPE_CHECKING:
+    from cooee_agent.bus.transport import Message
+    from cooee_agent.leader.service import LeaderService
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +99,18 @@ def hear_presence(
             f" again (was {previous})" if previous else "",
         )
     return Heard(True, "applied", kind, host.host_id, state, previous)
+
+
+def handle_presence(service: LeaderService, message: Message) -> Handled:
+    """The kinds table's handler of availability and leaving records."""
+    heard = hear_presence(
+        service.leader.registry,
+        message.data,
+        now=service.clock(),
+        window=service.leader.window,
+        offline_after=service.offline_after,
+    )
+    return Handled(message.topic, heard.reason)
 
 
 def _refused(reason: str, detail: str) -> Heard:

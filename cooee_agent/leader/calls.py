@@ -13,16 +13,20 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cooee_agent.leader.database import open_database, transaction
 from cooee_agent.leader.errors import RegistryError
+from cooee_agent.leader.handled import Handled
 from cooee_agent.leader.registry import Registry
 from cooee_agent.protocol import b64
-from cooee_agent.protocol.build import new_nonce
 from cooee_agent.protocol.errors import RejectedError
-from cooee_agent.protocol.records import SEVERITIES, now_text
+from cooee_agent.protocol.records import SEVERITIES, new_nonce, now_text
 from cooee_agent.protocol.sealing import DEFAULT_WINDOW, Window, open_plain
+
+if TYPE_CHECKING:
+    from cooee_agent.bus.transport import Message
+    from cooee_agent.leader.service import LeaderService
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +250,20 @@ def _call(row: sqlite3.Row) -> Call:
         closed_at=row["closed_at"],
         note=row["note"],
     )
+
+
+def handle_call(service: LeaderService, message: Message) -> Handled:
+    """The kinds table's handler of intervention calls (ignored by a Leader without a book)."""
+    if service.calls is None:
+        return Handled(message.topic, "ignored")
+    call = hear_call(
+        service.leader.registry,
+        service.calls,
+        message.data,
+        now=service.clock(),
+        window=service.leader.window,
+    )
+    return Handled(message.topic, call.reason)
 
 
 def hear_call(

@@ -14,21 +14,36 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from cooee_agent.errors import TransportError
+from cooee_agent.leader.handled import Handled
 from cooee_agent.leader.registry import REGISTRY_FILE, HostView, Registry
-from cooee_agent.protocol.build import new_nonce
 from cooee_agent.protocol.errors import RejectedError
 from cooee_agent.protocol.keys import LeaderKeys, load_leader_keys
+from cooee_agent.protocol.kinds import topic_of
 from cooee_agent.protocol.records import (
     Assignment,
     EnrolmentRecord,
     SlotToken,
+    new_nonce,
     now_text,
     parse_time,
 )
 from cooee_agent.protocol.sealing import DEFAULT_WINDOW, Window, open_enrolment, seal_assignment
 
+if TYPE_CHECKING:
+    from cooee_agent.bus.transport import Message
+    from cooee_agent.leader.service import LeaderService
+
 log = logging.getLogger(__name__)
+
+# Registry outcomes an operator has to act on; the Leader raises a call for each.
+OPERATOR_OUTCOMES = {
+    "pending": ("warning", "key-change-pending"),
+    "not-approved": ("warning", "approval-pending"),
+    "exhausted": ("critical", "host-ids-exhausted"),
+}
 
 JOIN_TOKENS_FILE = "join-tokens"
 
@@ -222,3 +237,29 @@ class Leader:
         """``Registry.approve`` that also stores the assignment answering the held enrolment."""
         moment = now if now is not None else datetime.now(UTC)
         return self.registry.approve(selector, now=moment, seal=self._sealer(moment))
+
+
+def handle_enrolment(service: LeaderService, message: Message) -> Handled:
+    """The kinds table's handler of enrolments: ingest, answer with the assignment (a resend at
+    most once per gap), or raise an operator call for an outcome that needs one."""
+    result = service.leader.ingest(message.data, now=service.clock())
+    if result.assignment_envelope is not None and service.may_send(result):
+        try:
+            service.publish(topic_of("assignment"), result.assignment_envelope)
+        except TransportError as error:
+            # The agent resends its enrolment until it is answered; the next one retries.
+            log.warning("could not publish the assignment of %s: %s", result.hostname, error)
+            return Handled(message.topic, result.reason)
+        return Handled(message.topic, result.reason, published=True)
+    if result.reason in OPERATOR_OUTCOMES and service.calls is not None:
+        severity, reason = OPERATOR_OUTCOMES[result.reason]
+        service.calls.record_leader_call(
+            hostname=result.hostname or "unknown",
+            mac=result.mac,
+            host_id=result.host_id,
+            severity=severity,
+            reason=reason,
+            detail=result.detail,
+            now=service.clock(),
+        )
+    return Handled(message.topic, result.reason)

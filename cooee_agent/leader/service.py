@@ -13,6 +13,7 @@ Leader and the call book are only ever used by one thread at a time.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import queue
@@ -20,42 +21,18 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from cooee_agent.bus.transport import (
-    MAX_MESSAGE_BYTES,
-    TOPIC_ASSIGNMENT,
-    TOPIC_AVAILABILITY,
-    TOPIC_ENROL,
-    TOPIC_INTERVENTION,
-    Message,
-    Subscription,
-    Transport,
-)
+from cooee_agent.bus.transport import MAX_MESSAGE_BYTES, Message, Subscription, Transport
 from cooee_agent.errors import TransportError
-from cooee_agent.leader.availability import hear_presence
-from cooee_agent.leader.calls import CallBook, hear_call
+from cooee_agent.leader.calls import CallBook
+from cooee_agent.leader.handled import Handled, Handler
 from cooee_agent.leader.ingest import IngestResult, Leader
+from cooee_agent.protocol.kinds import KINDS, LEADER_TOPICS, TOPIC_KINDS
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-
-# The envelope kinds each topic carries (docs/PROTOCOL.md section 8).
-TOPIC_KINDS: dict[str, frozenset[str]] = {
-    TOPIC_ENROL: frozenset({"enrolment"}),
-    TOPIC_ASSIGNMENT: frozenset({"assignment"}),
-    TOPIC_AVAILABILITY: frozenset({"availability", "leaving"}),
-    TOPIC_INTERVENTION: frozenset({"intervention"}),
-}
-SERVED_TOPICS = (TOPIC_ENROL, TOPIC_AVAILABILITY, TOPIC_INTERVENTION)
-# Registry outcomes an operator has to act on; the Leader raises a call for each.
-OPERATOR_OUTCOMES = {
-    "pending": ("warning", "key-change-pending"),
-    "not-approved": ("warning", "approval-pending"),
-    "exhausted": ("critical", "host-ids-exhausted"),
-}
 
 
 def envelope_validator(topic: str, data: bytes, from_peer: str) -> bool:
@@ -82,15 +59,6 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class Handled:
-    """What the service did with one message: its topic and the outcome's reason."""
-
-    topic: str
-    reason: str
-    published: bool = False
-
-
 class LeaderService:
     """One Leader on one transport. ``offline_after`` None: three of each host's intervals."""
 
@@ -111,68 +79,32 @@ class LeaderService:
         self.offline_after = offline_after
         self.resend_gap_s = resend_gap_s
         self._resent: OrderedDict[bytes, float] = OrderedDict()
+        self._handlers = topic_handlers()
         self._subscriptions: dict[str, Subscription] = {
-            topic: transport.subscribe(topic) for topic in SERVED_TOPICS
+            topic: transport.subscribe(topic) for topic in LEADER_TOPICS
         }
 
     # -- handling ------------------------------------------------------------------------------
 
     def handle(self, message: Message) -> Handled:
-        """Handle one message; logs and swallows every failure so no message stops the Leader."""
+        """Handle one message by its topic's handler in the kinds table; logs and swallows every
+        failure so no message stops the Leader."""
+        handler = self._handlers.get(message.topic)
+        if handler is None:
+            return Handled(message.topic, "ignored")
         try:
-            if message.topic == TOPIC_ENROL:
-                return self._enrol(message)
-            if message.topic == TOPIC_AVAILABILITY:
-                heard = hear_presence(
-                    self.leader.registry,
-                    message.data,
-                    now=self.clock(),
-                    window=self.leader.window,
-                    offline_after=self.offline_after,
-                )
-                return Handled(message.topic, heard.reason)
-            if message.topic == TOPIC_INTERVENTION:
-                if self.calls is None:
-                    return Handled(message.topic, "ignored")
-                call = hear_call(
-                    self.leader.registry,
-                    self.calls,
-                    message.data,
-                    now=self.clock(),
-                    window=self.leader.window,
-                )
-                return Handled(message.topic, call.reason)
+            return handler(self, message)
         except Exception:
             log.exception(
                 "failed to handle a message on %s from %s", message.topic, message.from_peer
             )
             return Handled(message.topic, "error")
-        return Handled(message.topic, "ignored")
 
-    def _enrol(self, message: Message) -> Handled:
-        result = self.leader.ingest(message.data, now=self.clock())
-        if result.assignment_envelope is not None and self._may_send(result):
-            try:
-                self.transport.publish(TOPIC_ASSIGNMENT, result.assignment_envelope)
-            except TransportError as error:
-                # The agent resends its enrolment until it is answered; the next one retries.
-                log.warning("could not publish the assignment of %s: %s", result.hostname, error)
-                return Handled(message.topic, result.reason)
-            return Handled(message.topic, result.reason, published=True)
-        if result.reason in OPERATOR_OUTCOMES and self.calls is not None:
-            severity, reason = OPERATOR_OUTCOMES[result.reason]
-            self.calls.record_leader_call(
-                hostname=result.hostname or "unknown",
-                mac=result.mac,
-                host_id=result.host_id,
-                severity=severity,
-                reason=reason,
-                detail=result.detail,
-                now=self.clock(),
-            )
-        return Handled(message.topic, result.reason)
+    def publish(self, topic: str, data: bytes) -> None:
+        """Send an answer on the channel (raises TransportError)."""
+        self.transport.publish(topic, data)
 
-    def _may_send(self, result: IngestResult) -> bool:
+    def may_send(self, result: IngestResult) -> bool:
         """A resend is answered at most once per ``resend_gap_s`` per assignment, so a peer that
         replays an enrolment at a high rate cannot make the Leader flood the mesh."""
         if not result.resend:
@@ -255,6 +187,19 @@ class LeaderService:
     def close(self) -> None:
         for subscription in self._subscriptions.values():
             subscription.close()
+
+
+def topic_handlers() -> dict[str, Handler]:
+    """Each topic the Leader reads, with the handler the kinds table names for its kinds. The
+    kinds sharing a topic share a handler: it opens the envelope and tells them apart."""
+    handlers: dict[str, Handler] = {}
+    for topic in LEADER_TOPICS:
+        named = {KINDS[kind].handler for kind in TOPIC_KINDS[topic]} - {None}
+        if len(named) != 1:
+            raise TypeError(f"the kinds on {topic} name {len(named)} handlers; they must share one")
+        module, _, function = str(named.pop()).partition(":")
+        handlers[topic] = getattr(importlib.import_module(module), function)
+    return handlers
 
 
 def _pump(subscription: Subscription, inbox: queue.Queue[Message], stop: threading.Event) -> None:

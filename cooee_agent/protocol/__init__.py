@@ -11,7 +11,7 @@ from typing import Any
 
 _EXPORTS = {
     "build_enrolment": "build",
-    "new_nonce": "build",
+    "new_nonce": "records",
     "KeyFileError": "errors",
     "RejectedError": "errors",
     "AgentKeys": "keys",

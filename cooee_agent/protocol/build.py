@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
@@ -20,9 +19,11 @@ from cooee_agent.protocol import b64
 from cooee_agent.protocol.keys import AgentKeys
 from cooee_agent.protocol.records import (
     AgentEntry,
+    AgentKey,
     EnrolmentRecord,
     HostEntry,
     SlotEntry,
+    new_nonce,
     now_text,
 )
 
@@ -38,11 +39,6 @@ class SlotTupleLike(Protocol):
 
     @property
     def tuple(self) -> AgentTuple: ...
-
-
-def new_nonce() -> str:
-    """128 random bits as 32 lower-case hex digits."""
-    return secrets.token_hex(16)
 
 
 def build_enrolment(
@@ -76,13 +72,12 @@ def build_enrolment(
     for entry in slot_tuples:
         if entry.slot not in slots:
             raise DiscoveryError(f"agent tuple names slot {entry.slot}, which has no GPU")
-        agents.append(AgentEntry(slot=entry.slot, tuple=entry.tuple, key=entry.tuple.key))
+        agents.append(AgentEntry.of(entry.slot, entry.tuple))
     return EnrolmentRecord(
         nonce=nonce or new_nonce(),
         issued_at=now_text(issued_at),
         software=f"cooee-agent/{__version__}",
-        agent_ed25519=b64.encode(keys.verify_key),
-        agent_age=keys.recipient,
+        agent_key=AgentKey(ed25519=b64.encode(keys.verify_key), age=keys.recipient),
         host=HostEntry(
             hostname=hostname,
             mac=mac,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -15,40 +15,52 @@ from cooee_agent.identity import ucxl
 from cooee_agent.protocol import b64
 from cooee_agent.protocol.errors import RejectedError
 from cooee_agent.protocol.keys import raw_public, verify_signature
-from cooee_agent.protocol.records import ED25519, KINDS, TIME, now_text
-from cooee_agent.protocol.schema import Const, Obj, Str, canonical, fail, loads
+from cooee_agent.protocol.kinds import KINDS, SEALED_KINDS
+from cooee_agent.protocol.records import Ed25519Key, Record, Time, check_time, now_text
+from cooee_agent.protocol.schema import canonical, convert, fail, loads, text
 
 ENVELOPE_VERSION = 1
 MAX_ENVELOPE_BYTES = 64 * 1024
 ENVELOPE_CONTEXT = b"cooee-envelope-v1\n"
 RECORD_CONTEXT = b"cooee-record-v1\n"
-SEALED_KINDS = ("enrolment", "assignment")
 ARMOR_BEGIN = "-----BEGIN AGE ENCRYPTED FILE-----"
 ARMOR_END = "-----END AGE ENCRYPTED FILE-----"
 
-SIGNATURE = Str(86, re.compile(r"[A-Za-z0-9_-]{85}[AQgw]"))
+Signature = Annotated[str, text(86, "[A-Za-z0-9_-]{85}[AQgw]")]
+EnvelopeKind = Annotated[str, text(16, "[a-z][a-z-]*")]
+Address = Annotated[str, text(255)]
 
 
-def _check_address(value: str) -> str | None:
+def _check_address(value: str) -> None:
     try:
         ucxl.parse(value)
     except AddressError as error:
-        return str(error)
-    return None
+        raise ValueError(str(error)) from None
 
 
 _ENVELOPE_FIELDS = ("v", "kind", "address", "sent_at", "body", "sender", "sig")
-_HEAD = Obj(
-    {
-        "v": Const(ENVELOPE_VERSION),
-        "kind": Str(16, choices=KINDS),
-        "address": Str(255, check=_check_address),
-        "sent_at": TIME,
-        "sender": ED25519,
-        "sig": SIGNATURE,
-    }
-)
-_SIGNED_RECORD_FIELDS = Obj({"signer": ED25519, "sig": SIGNATURE})
+
+
+class _Head(Record, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An envelope without its body, whose type depends on the kind."""
+
+    v: Literal[1]
+    kind: EnvelopeKind
+    address: Address
+    sent_at: Time
+    sender: Ed25519Key
+    sig: Signature
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        check_time(self.sent_at)
+        _check_address(self.address)
+
+
+class _SignedRecordFields(Record, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    signer: Ed25519Key
+    sig: Signature
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +139,7 @@ def parse_envelope(data: bytes) -> Envelope:
     if "body" not in value:
         raise fail("envelope", "misses the field(s) body")
     body = value.pop("body")
-    _HEAD.validate(value, "envelope")
+    convert(value, _Head, "envelope")
     if value["kind"] in SEALED_KINDS:
         _check_armor(body)
     elif not isinstance(body, dict):
@@ -168,7 +180,7 @@ def open_signed_record(data: bytes) -> tuple[Any, bytes]:
     if set(value) != {"record", "signer", "sig"}:
         raise fail("signed record", "must have exactly the fields record, signer, sig")
     record = value.pop("record")
-    _SIGNED_RECORD_FIELDS.validate(value, "signed record")
+    convert(value, _SignedRecordFields, "signed record")
     signer = b64.decode(value["signer"], 32)
     if not verify_signature(
         signer, b64.decode(value["sig"], 64), RECORD_CONTEXT + canonical(record)

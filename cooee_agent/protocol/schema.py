@@ -1,17 +1,20 @@
-"""A tiny strict schema checker for wire JSON: exact keys, exact types, bounded sizes.
+"""Strict wire JSON and typed records: parse, check, convert, and say precisely what was wrong.
 
-Every failure raises RejectedError("schema", ...) naming the JSON path, so a refused message
-says precisely what was wrong with it.
+The record types are msgspec Structs (``records.py``, ``envelope.py``): exact keys, exact types,
+bounded sizes. msgspec reports a refusal in its own words; :func:`convert` turns that into the
+protocol's (the JSON path, then the rule broken, with the offending value where it helps), and
+every failure raises RejectedError("schema", ...).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import typing
 import unicodedata
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeVar
+
+import msgspec
 
 from cooee_agent.protocol.errors import RejectedError
 
@@ -20,125 +23,206 @@ MAX_SAFE_INT = 2**53 - 1  # JSON numbers beyond this lose precision in JavaScrip
 # unassigned, and the line/paragraph separators that JSON encoders disagree on escaping.
 _FORBIDDEN_CATEGORIES = frozenset(("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"))
 
+T = TypeVar("T")
+
 
 def fail(path: str, message: str) -> RejectedError:
     return RejectedError("schema", f"{path or 'record'}: {message}")
 
 
-@dataclass(frozen=True, slots=True)
-class Str:
-    max_length: int = 255
-    pattern: re.Pattern[str] | None = None
-    choices: tuple[str, ...] = ()
-    check: Callable[[str], str | None] | None = None  # returns a complaint, or None
-    allow_empty: bool = False
-
-    def validate(self, value: Any, path: str) -> None:
-        if not isinstance(value, str):
-            raise fail(path, f"must be a string, got {_type_name(value)}")
-        if len(value) > self.max_length:
-            raise fail(path, f"is {len(value)} characters long, at most {self.max_length}")
-        if not value and not self.allow_empty:
-            raise fail(path, "is empty")
-        for char in value:
-            if unicodedata.category(char) in _FORBIDDEN_CATEGORIES:
-                raise fail(path, f"holds the forbidden character U+{ord(char):04X}")
-        if self.choices and value not in self.choices:
-            raise fail(path, f"is {value!r}, expected one of {', '.join(self.choices)}")
-        if self.pattern is not None and not self.pattern.fullmatch(value):
-            raise fail(path, f"{value!r} does not match {self.pattern.pattern}")
-        if self.check is not None:
-            complaint = self.check(value)
-            if complaint:
-                raise fail(path, complaint)
+def text(max_length: int = 255, pattern: str | None = None, *, min_length: int = 1) -> msgspec.Meta:
+    """The constraint of a record string; ``pattern`` must match the whole string."""
+    full = None if pattern is None else f"^(?:{pattern})\\Z"
+    return msgspec.Meta(min_length=min_length, max_length=max_length, pattern=full)
 
 
-@dataclass(frozen=True, slots=True)
-class Int:
-    minimum: int = 0
-    maximum: int = MAX_SAFE_INT
-
-    def validate(self, value: Any, path: str) -> None:
-        # bool is an int in Python and a distinct type on the wire.
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise fail(path, f"must be an integer, got {_type_name(value)}")
-        if not self.minimum <= value <= self.maximum:
-            raise fail(path, f"{value} is out of range {self.minimum}..{self.maximum}")
+def integer(minimum: int = 0, maximum: int = MAX_SAFE_INT) -> msgspec.Meta:
+    return msgspec.Meta(ge=minimum, le=maximum)
 
 
-@dataclass(frozen=True, slots=True)
-class Const:
-    value: Any
-
-    def validate(self, value: Any, path: str) -> None:
-        if type(value) is not type(self.value) or value != self.value:
-            raise fail(path, f"must be {self.value!r}, got {value!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class Opt:
-    """The key must be present; its value may be null."""
-
-    inner: Spec
-
-    def validate(self, value: Any, path: str) -> None:
-        if value is not None:
-            self.inner.validate(value, path)
-
-
-@dataclass(frozen=True, slots=True)
-class Arr:
-    item: Spec
-    max_items: int
-    min_items: int = 0
-
-    def validate(self, value: Any, path: str) -> None:
-        if not isinstance(value, list):
-            raise fail(path, f"must be an array, got {_type_name(value)}")
-        if not self.min_items <= len(value) <= self.max_items:
-            raise fail(path, f"has {len(value)} items, expected {self.min_items}..{self.max_items}")
+def check_characters(value: Any, path: str = "") -> None:
+    """Refuse a forbidden character in any string of a decoded JSON value."""
+    if isinstance(value, str):
+        # isprintable() is False for every forbidden category, so most strings skip the scan.
+        if not value.isprintable():
+            for char in value:
+                if unicodedata.category(char) in _FORBIDDEN_CATEGORIES:
+                    raise fail(path, f"holds the forbidden character U+{ord(char):04X}")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(item, int):
+                check_characters(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
         for index, item in enumerate(value):
-            self.item.validate(item, f"{path}[{index}]")
+            check_characters(item, f"{path}[{index}]")
 
 
-@dataclass(frozen=True, slots=True)
-class Obj:
-    fields: dict[str, Spec] = field(default_factory=dict)
-
-    def validate(self, value: Any, path: str) -> None:
-        if not isinstance(value, dict):
-            raise fail(path, f"must be an object, got {_type_name(value)}")
-        missing = sorted(set(self.fields) - set(value))
-        if missing:
-            raise fail(path, f"misses the field(s) {', '.join(missing)}")
-        extra = sorted(set(value) - set(self.fields))
-        if extra:
-            raise fail(path, f"has unknown field(s) {', '.join(map(repr, extra))}")
-        for name, spec in self.fields.items():
-            spec.validate(value[name], f"{path}.{name}" if path else name)
+def convert(value: Any, kind: type[T], what: str = "") -> T:
+    """``value`` (decoded JSON) as a ``kind`` Struct, or RejectedError naming the field and rule."""
+    check_characters(value, what)
+    try:
+        return msgspec.convert(value, kind, strict=True)
+    except msgspec.ValidationError as error:
+        raise _explain(str(error), value, kind, what) from error
 
 
-Spec = Str | Int | Const | Opt | Arr | Obj
+_WHERE = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_TYPE_WORDS = {
+    "int": "an integer",
+    "str": "a string",
+    "array": "an array",
+    "object": "an object",
+    "null": "null",
+    "bool": "boolean",
+    "float": "number",
+}
 
 
-def _type_name(value: Any) -> str:
-    return {
-        type(None): "null",
-        bool: "boolean",
-        int: "integer",
-        float: "number",
-        str: "string",
-        list: "array",
-        dict: "object",
-    }.get(type(value), type(value).__name__)
+def _explain(message: str, value: Any, kind: type[Any], prefix: str) -> RejectedError:
+    match = _WHERE.match(message)
+    assert match is not None  # the pattern matches any text
+    raw_path = match["path"] or ""
+    path = _join(prefix, raw_path.removeprefix("."))
+    said = match["message"]
+    found = _value_at(value, raw_path)
+    rules: list[tuple[str, Any]] = [
+        (r"Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`", _wrong_type),
+        (r"Expected `int` (?P<op>[<>]=) (?P<bound>-?\d+)", _out_of_range),
+        (r"Expected `str` of length (?P<op>[<>]=) (?P<bound>\d+)", _bad_length),
+        (r"Expected `array` of length (?P<op>[<>]=) (?P<bound>\d+)", _bad_count),
+        (r"Expected `str` matching regex '(?P<pattern>.*)'", _no_match),
+        (r"Object missing required field `(?P<name>[^`]+)`", _missing),
+        (r"Object contains unknown field `(?P<name>[^`]+)`", _unknown),
+        (r"Invalid enum value (?P<got>.*)", _not_a_choice),
+    ]
+    for pattern, explain in rules:
+        rule = re.fullmatch(pattern, said, re.DOTALL)
+        if rule is not None:
+            return fail(path, explain(rule, found, _type_at(kind, raw_path)))
+    return fail(path, said)  # a __post_init__ check: its message is already the protocol's
+
+
+def _wrong_type(rule: re.Match[str], found: Any, _: Any) -> str:
+    wanted = " or ".join(_TYPE_WORDS.get(name, name) for name in rule["want"].split(" | "))
+    return f"must be {wanted}, got {_TYPE_WORDS.get(rule['got'], rule['got']).split()[-1]}"
+
+
+def _out_of_range(rule: re.Match[str], found: Any, kind: Any) -> str:
+    low, high = _bounds(kind, "ge", "le")
+    return f"{found} is out of range {low}..{high}"
+
+
+def _bad_length(rule: re.Match[str], found: Any, _: Any) -> str:
+    if rule["op"] == ">=" and found == "":
+        return "is empty"
+    size = len(found) if isinstance(found, str) else "?"
+    limit = "at most" if rule["op"] == "<=" else "at least"
+    return f"is {size} characters long, {limit} {rule['bound']}"
+
+
+def _bad_count(rule: re.Match[str], found: Any, kind: Any) -> str:
+    low, high = _bounds(kind, "min_length", "max_length")
+    size = len(found) if isinstance(found, list) else "?"
+    return f"has {size} items, expected {low}..{high}"
+
+
+def _no_match(rule: re.Match[str], found: Any, _: Any) -> str:
+    shown = rule["pattern"].replace("\\\\", "\\").removeprefix("^(?:").removesuffix(")\\Z")
+    return f"{found!r} does not match {shown}"
+
+
+def _missing(rule: re.Match[str], found: Any, _: Any) -> str:
+    return f"misses the field(s) {rule['name']}"
+
+
+def _unknown(rule: re.Match[str], found: Any, _: Any) -> str:
+    return f"has unknown field(s) {rule['name']!r}"
+
+
+def _not_a_choice(rule: re.Match[str], found: Any, kind: Any) -> str:
+    choices = [str(choice) for choice in typing.get_args(_strip(kind))]
+    if len(choices) == 1:
+        return f"must be {choices[0]!r}, got {found!r}"
+    return f"is {found!r}, expected one of {', '.join(choices)}"
+
+
+def _join(prefix: str, path: str) -> str:
+    if not prefix:
+        return path
+    return f"{prefix}{path}" if path.startswith("[") or not path else f"{prefix}.{path}"
+
+
+_STEP = re.compile(r"\.(?P<key>[^.\[]+)|\[(?P<index>\d+)\]")
+
+
+def _steps(path: str) -> list[str | int]:
+    return [
+        int(step["index"]) if step["index"] is not None else step["key"]
+        for step in _STEP.finditer(path)
+    ]
+
+
+def _value_at(value: Any, path: str) -> Any:
+    for step in _steps(path):
+        try:
+            value = value[step]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return value
+
+
+def _strip(kind: Any) -> Any:
+    """The type inside ``Annotated[...]`` and ``X | None``."""
+    while True:
+        if typing.get_origin(kind) is typing.Annotated:
+            kind = typing.get_args(kind)[0]
+            continue
+        args = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        if (
+            typing.get_origin(kind) is not Literal
+            and len(args) == 1
+            and type(None) in (typing.get_args(kind))
+        ):
+            kind = args[0]
+            continue
+        return kind
+
+
+def _type_at(kind: Any, path: str) -> Any:
+    """The declared (annotated) type of the field at ``path`` inside Struct type ``kind``."""
+    for step in _steps(path):
+        bare = _strip(kind)
+        if isinstance(step, int):
+            kind = typing.get_args(bare)[0] if typing.get_args(bare) else Any
+        elif isinstance(bare, type) and issubclass(bare, msgspec.Struct):
+            kind = typing.get_type_hints(bare, include_extras=True).get(step, Any)
+        else:
+            return Any
+    return kind
+
+
+def _bounds(kind: Any, low_name: str, high_name: str) -> tuple[Any, Any]:
+    low: Any = 0
+    high: Any = "…"
+    for kind_part in [kind, *typing.get_args(kind)]:
+        if typing.get_origin(kind_part) is typing.Annotated:
+            for meta in typing.get_args(kind_part)[1:]:
+                if isinstance(meta, msgspec.Meta):
+                    low = getattr(meta, low_name) if getattr(meta, low_name) is not None else low
+                    high = (
+                        getattr(meta, high_name) if getattr(meta, high_name) is not None else high
+                    )
+    return low, high
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise fail("", f"has the key {key!r} twice")
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise fail("", f"has the key {key!r} twice")
+            seen.add(key)
     return result
 
 

@@ -29,6 +29,7 @@ from cooee_agent.protocol.envelope import (
 )
 from cooee_agent.protocol.errors import RejectedError
 from cooee_agent.protocol.keys import AgentKeys, LeaderBundle, LeaderKeys, key_id
+from cooee_agent.protocol.kinds import SEALED_KINDS
 from cooee_agent.protocol.records import (
     Assignment,
     EnrolmentRecord,
@@ -217,7 +218,7 @@ def seal_plain(
 ) -> bytes:
     """An envelope whose body is a validated plain record (availability, intervention, leaving)."""
     validate_record(record)
-    if record["kind"] in ("enrolment", "assignment"):
+    if record["kind"] in SEALED_KINDS:
         raise fail("kind", f"{record['kind']} records are sealed, not sent in the clear")
     envelope = make_envelope(
         record["kind"], address_for(record["kind"], agent_id), record, key, sent_at=sent_at
@@ -233,7 +234,7 @@ def open_plain(
 ) -> tuple[dict[str, Any], bytes]:
     """Verify a plain envelope; returns (validated record, sender verify key)."""
     envelope = parse_envelope(data)
-    if envelope.kind in ("enrolment", "assignment"):
+    if envelope.kind in SEALED_KINDS:
         raise fail("envelope.kind", f"{envelope.kind} envelopes are sealed; open them as such")
     if _agent_id_of(envelope.address) != key_id(envelope.sender_key):
         raise RejectedError("key-mismatch", f"{envelope.address} does not name the sender")

@@ -27,9 +27,8 @@ from cooee_agent.bus.transport import (
     TOPIC_INTERVENTION,
 )
 from cooee_agent.identity import token as codec
-from cooee_agent.protocol.build import new_nonce
 from cooee_agent.protocol.keys import AgentKeys, LeaderKeys
-from cooee_agent.protocol.records import now_text
+from cooee_agent.protocol.records import new_nonce, now_text
 from cooee_agent.protocol.sealing import open_assignment, seal_enrolment, seal_plain
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]

@@ -24,9 +24,8 @@ from cooee_agent.identity import token as codec
 from cooee_agent.leader.calls import CALLS_FILE, CallBook, CallError
 from cooee_agent.leader.ingest import Leader
 from cooee_agent.leader.service import LeaderService, envelope_validator
-from cooee_agent.protocol.build import new_nonce
 from cooee_agent.protocol.keys import AgentKeys, LeaderKeys
-from cooee_agent.protocol.records import now_text
+from cooee_agent.protocol.records import new_nonce, now_text
 from cooee_agent.protocol.sealing import open_assignment, seal_enrolment, seal_plain
 
 START = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)

@@ -1,0 +1,25 @@
+"""What a Leader-side handler of the kinds table is given and what it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cooee_agent.bus.transport import Message
+    from cooee_agent.leader.service import LeaderService
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """What the service did with one message: its topic and the outcome's reason."""
+
+    topic: str
+    reason: str
+    published: bool = False
+
+
+# A handler gets the service (its Leader state, call book, clock and the channel to answer on)
+# and one message of its topic; it never raises for what the message holds.
+Handler = Callable[["LeaderService", "Message"], Handled]

@@ -1,0 +1,106 @@
+"""The kinds table: every COOEE message kind, its topic, record type, sealing, who sends it, who
+reads it, and the Leader's handler for it. Nothing else names a kind.
+
+The mesh validator (which kinds a topic may carry), the Leader's dispatch (which handler a
+message goes to, which topics it serves), sealing (which kinds travel encrypted) and the agent's
+publishing (which topic a kind goes to) all read this table. Adding a kind is its record type
+and its handler in one module, and one row here (docs/ARCHITECTURE.md, "Add a message kind").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Literal
+
+from cooee_agent.protocol import records
+from cooee_agent.protocol.records import Record
+
+TOPIC_ENROL = "cooee/enrol/v1"
+TOPIC_ASSIGNMENT = "cooee/assignment/v1"
+TOPIC_AVAILABILITY = "cooee/availability/v1"
+TOPIC_INTERVENTION = "cooee/intervention/v1"
+
+Party = Literal["agent", "leader"]
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """One message kind. ``handler`` is ``module:function`` of the Leader's handler, imported
+    only when a Leader serves (an agent never loads the Leader's code); None when the Leader
+    does not read the kind."""
+
+    name: str
+    topic: str
+    record: type[Record]
+    sealed: bool  # the body is age ciphertext to the reader; else a signed plain record
+    sender: Party
+    reader: Party
+    handler: str | None
+
+
+_ROWS = (
+    Kind(
+        "enrolment",
+        TOPIC_ENROL,
+        records.EnrolmentRecord,
+        sealed=True,
+        sender="agent",
+        reader="leader",
+        handler="cooee_agent.leader.ingest:handle_enrolment",
+    ),
+    Kind(
+        "assignment",
+        TOPIC_ASSIGNMENT,
+        records.Assignment,
+        sealed=True,
+        sender="leader",
+        reader="agent",
+        handler=None,
+    ),
+    Kind(
+        "availability",
+        TOPIC_AVAILABILITY,
+        records.Availability,
+        sealed=False,
+        sender="agent",
+        reader="leader",
+        handler="cooee_agent.leader.availability:handle_presence",
+    ),
+    Kind(
+        "leaving",
+        TOPIC_AVAILABILITY,
+        records.Leaving,
+        sealed=False,
+        sender="agent",
+        reader="leader",
+        handler="cooee_agent.leader.availability:handle_presence",
+    ),
+    Kind(
+        "intervention",
+        TOPIC_INTERVENTION,
+        records.Intervention,
+        sealed=False,
+        sender="agent",
+        reader="leader",
+        handler="cooee_agent.leader.calls:handle_call",
+    ),
+)
+
+KINDS: MappingProxyType[str, Kind] = MappingProxyType({row.name: row for row in _ROWS})
+# Every topic, in the order the rows first name them: the ones a node joins.
+TOPICS: tuple[str, ...] = tuple(dict.fromkeys(row.topic for row in _ROWS))
+SEALED_KINDS: frozenset[str] = frozenset(row.name for row in _ROWS if row.sealed)
+# The envelope kinds each topic carries.
+TOPIC_KINDS: MappingProxyType[str, frozenset[str]] = MappingProxyType(
+    {topic: frozenset(row.name for row in _ROWS if row.topic == topic) for topic in TOPICS}
+)
+# The topics the Leader reads: those carrying a kind it has a handler for.
+LEADER_TOPICS: tuple[str, ...] = tuple(
+    topic for topic in TOPICS if any(KINDS[k].handler for k in TOPIC_KINDS[topic])
+)
+
+
+def topic_of(kind: str) -> str:
+    """The topic a record of ``kind`` is published on."""
+    return KINDS[kind].topic
