@@ -15,6 +15,7 @@ import unicodedata
 from typing import Any, Literal, TypeVar
 
 import msgspec
+import msgspec.json
 
 from cooee_agent.protocol.errors import RejectedError
 
@@ -42,6 +43,18 @@ def integer(minimum: int = 0, maximum: int = MAX_SAFE_INT) -> msgspec.Meta:
 
 def check_characters(value: Any, path: str = "") -> None:
     """Refuse a forbidden character in any string of a decoded JSON value."""
+    # The fast answer for the usual record: its JSON text has no escapes (so no control
+    # characters) and is all printable (so no other forbidden category).
+    try:
+        encoded = _CANONICAL.encode(value).decode("utf-8")
+    except (TypeError, UnicodeError):
+        encoded = ""
+    if encoded and "\\" not in encoded and encoded.isprintable():
+        return
+    _scan_characters(value, path)
+
+
+def _scan_characters(value: Any, path: str) -> None:
     if isinstance(value, str):
         # isprintable() is False for every forbidden category, so most strings skip the scan.
         if not value.isprintable():
@@ -51,10 +64,10 @@ def check_characters(value: Any, path: str = "") -> None:
     elif isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(item, int):
-                check_characters(item, f"{path}.{key}" if path else str(key))
+                _scan_characters(item, f"{path}.{key}" if path else str(key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            check_characters(item, f"{path}[{index}]")
+            _scan_characters(item, f"{path}[{index}]")
 
 
 def convert(value: Any, kind: type[T], what: str = "") -> T:
@@ -140,9 +153,10 @@ def _unknown(rule: re.Match[str], found: Any, _: Any) -> str:
 
 
 def _not_a_choice(rule: re.Match[str], found: Any, kind: Any) -> str:
-    choices = [str(choice) for choice in typing.get_args(_strip(kind))]
+    allowed = typing.get_args(_strip(kind))
+    choices = [str(choice) for choice in allowed]
     if len(choices) == 1:
-        return f"must be {choices[0]!r}, got {found!r}"
+        return f"must be {allowed[0]!r}, got {found!r}"
     return f"is {found!r}, expected one of {', '.join(choices)}"
 
 
@@ -254,8 +268,14 @@ def loads(data: bytes | str, what: str) -> Any:
         raise fail(what, "is nested too deeply") from error
 
 
+_CANONICAL = msgspec.json.Encoder(order="sorted")
+
+
 def canonical(value: Any) -> bytes:
-    """Canonical JSON: sorted keys, no whitespace, raw UTF-8 (not \\u escapes), integers only."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    """Canonical JSON: sorted keys, no whitespace, raw UTF-8 (not \\u escapes), integers only.
+
+    Byte for byte ``json.dumps(value, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False).encode()`` (a property test holds the two together), at a tenth of
+    its cost: the Leader computes it over every record it verifies.
+    """
+    return _CANONICAL.encode(value)
