@@ -13,6 +13,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
 from cooee_agent.errors import IdentityError
 
@@ -195,7 +196,20 @@ def make_tuple(model: str, hostname: str, mac: str, gpu_id: str) -> AgentTuple:
     )
 
 
-def canonical_json(agent: AgentTuple) -> str:
+class TupleLike(Protocol):
+    """Anything holding the four tuple fields (an AgentTuple, or a record's copy of one)."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def hostname(self) -> str: ...
+    @property
+    def mac(self) -> str: ...
+    @property
+    def gpu_id(self) -> str: ...
+
+
+def canonical_json(agent: TupleLike) -> str:
     """JSON with sorted keys, no whitespace, non-ASCII as raw UTF-8.
 
     Written out field by field with the string encoder ``json.dumps(..., ensure_ascii=False)``
@@ -207,7 +221,7 @@ def canonical_json(agent: AgentTuple) -> str:
     )
 
 
-def tuple_key(agent: AgentTuple) -> str:
+def tuple_key(agent: TupleLike) -> str:
     """SHA-256 (lower-case hex) of the canonical JSON encoded as UTF-8."""
     return hashlib.sha256(canonical_json(agent).encode("utf-8")).hexdigest()
 
