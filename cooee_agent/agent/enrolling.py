@@ -148,7 +148,8 @@ class Enrolment:
 
     def enrol(self, why: str, join_token: str | None) -> None:
         """Seal a fresh enrolment into the outbox; its nonce joins the pending ones."""
-        from cooee_agent.protocol import build_enrolment, seal_enrolment
+        from cooee_agent.agent.enrolment_record import build_enrolment
+        from cooee_agent.protocol import seal_enrolment
 
         if self.inventory is None or self.identity is None:
             return
@@ -251,7 +252,8 @@ def sealing_bundle(bundles: Sequence[Any]) -> Any:
 
 def identity_of(inventory: Inventory, tuples: Sequence[Any], keys: Any, bundles: Any) -> Identity:
     """The parts of an enrolment whose change calls for a new one (DiscoveryError if none)."""
-    from cooee_agent.protocol import b64, build_enrolment
+    from cooee_agent.agent.enrolment_record import build_enrolment
+    from cooee_agent.protocol import b64
 
     record = build_enrolment(inventory, tuples, keys, nonce="0" * 32)
     value = {

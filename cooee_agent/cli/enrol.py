@@ -209,10 +209,10 @@ def _envelope(
     """Today's air-gapped path: build, sign and seal the enrolment; print it or save it."""
     if not leader_key:
         raise InputError("--leader-key is required with --non-interactive")
+    from cooee_agent.agent.enrolment_record import build_enrolment
     from cooee_agent.config_write import read_bundle_text, read_join_token_file
     from cooee_agent.discovery.inventory import agent_tuples, discover
     from cooee_agent.protocol import (
-        build_enrolment,
         load_or_create_agent_keys,
         parse_bundle,
         seal_enrolment,

@@ -10,7 +10,6 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "build_enrolment": "build",
     "new_nonce": "records",
     "KeyFileError": "errors",
     "RejectedError": "errors",

@@ -16,6 +16,7 @@ import pytest
 from daemon_support import FakeHost, StandInLeader, agent_config, gpu
 
 from cooee_agent.agent.daemon import ENROL_KEY, AgentDaemon
+from cooee_agent.agent.enrolment_record import build_enrolment
 from cooee_agent.agent.watchdog import WatchdogPinger
 from cooee_agent.bus.memory import MemoryBus
 from cooee_agent.bus.outbox import Outbox
@@ -25,7 +26,6 @@ from cooee_agent.discovery.inventory import agent_tuples
 from cooee_agent.discovery.model import ProbeFailure
 from cooee_agent.errors import ConfigError
 from cooee_agent.protocol import (
-    build_enrolment,
     load_or_create_agent_keys,
     parse_bundle,
     seal_enrolment,

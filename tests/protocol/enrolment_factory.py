@@ -11,11 +11,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pyrage import x25519
 
+from cooee_agent.agent.enrolment_record import build_enrolment
 from cooee_agent.discovery.inventory import SlotTuple
 from cooee_agent.discovery.model import Gpu, HostFacts, Inventory, Nic
 from cooee_agent.identity.canonical import make_tuple
 from cooee_agent.protocol import b64
-from cooee_agent.protocol.build import build_enrolment
 from cooee_agent.protocol.envelope import Envelope, make_envelope
 from cooee_agent.protocol.keys import (
     AgentKeys,

@@ -1,4 +1,5 @@
-"""Build an EnrolmentRecord from what discovery found: the Inventory and its per-slot tuples."""
+"""The agent's enrolment record: what discovery found (the Inventory and its per-slot tuples) as
+the protocol's EnrolmentRecord."""
 
 from __future__ import annotations
 
