@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cooee_agent.errors import IdentityError
+from cooee_agent.identity import gpu_ids
 from cooee_agent.identity.canonical import AgentTuple, make_tuple, normalise_hostname
 from cooee_agent.identity.token import MAX_GPU_SLOT, MAX_HOST_ID
 from cooee_agent.protocol.errors import RejectedError
@@ -92,7 +93,7 @@ SCHEMAS: dict[str, Obj] = {
                     {
                         "slot": SLOT,
                         "gpu_id": TEXT,
-                        "vendor": Str(16, choices=("nvidia", "amd", "apple", "cpu")),
+                        "vendor": Str(16, check=gpu_ids.vendor_complaint),
                         "name": OPT_TEXT,
                         "memory_total": Opt(COUNT),
                     }

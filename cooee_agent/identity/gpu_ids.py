@@ -1,0 +1,128 @@
+"""The table of gpu_id forms: which vendors exist and how each names its GPUs.
+
+A leaf module (it imports nothing of the agent but its errors) so that identity, the wire
+protocol and the Leader can read the vendor names without importing discovery. The built-in rows
+are normative (docs/PROTOCOL.md); a GPU probe added at run time registers its own rows.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cooee_agent.errors import IdentityError
+
+PCI_ADDRESS = re.compile(
+    r"^(?:(?P<domain>[0-9a-f]{4}|[0-9a-f]{8}):)?(?P<bus>[0-9a-f]{2}):(?P<device>[0-1][0-9a-f])"
+    r"\.(?P<function>[0-7])$"
+)
+CPU = "cpu"  # the vendor and gpu_id of the one slot of a host without a GPU
+
+
+def _as_matched(text: str) -> str:
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class GpuIdForm:
+    """One way a vendor names its GPUs.
+
+    ``pattern`` is matched against the gpu_id after the common text rules (NFC, trimmed,
+    lower-case); ``normalise`` turns a matching text into its canonical form and may raise
+    IdentityError. ``description`` names the form in the message refusing a gpu_id.
+    """
+
+    vendor: str
+    pattern: re.Pattern[str]
+    description: str
+    normalise: Callable[[str], str] = _as_matched
+
+    def matches(self, text: str) -> bool:
+        return self.pattern.match(text) is not None
+
+
+def pci_address(text: str, shown: str | None = None) -> str:
+    """``dddd:bb:dd.f`` from lower-case text; NVML's 8-digit domain is shortened, a missing
+    domain is 0000. ``shown`` is the value the error quotes (the caller's input)."""
+    quoted = text if shown is None else shown
+    match = PCI_ADDRESS.match(text)
+    if not match:
+        raise IdentityError(f"pci address {quoted!r} is not of the form dddd:bb:dd.f")
+    domain = int(match["domain"] or "0", 16)
+    if domain > 0xFFFF:
+        raise IdentityError(f"pci address {quoted!r} has a domain beyond 16 bits")
+    return f"{domain:04x}:{match['bus']}:{match['device']}.{match['function']}"
+
+
+BUILT_IN: tuple[GpuIdForm, ...] = (
+    GpuIdForm(
+        "nvidia",
+        re.compile(r"^(gpu|mig)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+        "an NVIDIA UUID (GPU-…/MIG-…)",
+    ),
+    GpuIdForm("amd", PCI_ADDRESS, "a PCI address", pci_address),
+    GpuIdForm("amd", re.compile(r"^[0-9a-f]{1,16}$"), "an AMD unique_id"),
+    GpuIdForm("apple", re.compile(r"^apple:[a-z0-9][a-z0-9 ._-]*$"), "apple:<chip>"),
+    GpuIdForm(CPU, re.compile(r"^cpu$"), CPU),
+)
+
+_lock = threading.Lock()
+# Replaced whole under the lock, read without it: a reader always sees a complete table.
+_forms: tuple[GpuIdForm, ...] = BUILT_IN
+
+
+def forms() -> tuple[GpuIdForm, ...]:
+    """Every form, built-in rows first, then registered ones in registration order."""
+    return _forms
+
+
+def vendors() -> tuple[str, ...]:
+    """Every vendor name a slot may carry (``cpu`` included), each once, in table order."""
+    return tuple(dict.fromkeys(form.vendor for form in _forms))
+
+
+def register_form(*added: GpuIdForm) -> None:
+    """Add forms (a new vendor, or a new form of a known one); a form already there is kept once.
+
+    The built-in forms win over a registered one that would also match their gpu_ids.
+    """
+    global _forms
+    for form in added:
+        if not form.vendor or form.vendor != form.vendor.strip().lower():
+            raise ValueError(f"vendor {form.vendor!r} must be a non-empty lower-case name")
+    with _lock:
+        _forms = _forms + tuple(form for form in dict.fromkeys(added) if form not in _forms)
+
+
+def unregister_form(*removed: GpuIdForm) -> None:
+    """Remove registered forms; the built-in ones cannot be removed."""
+    global _forms
+    with _lock:
+        _forms = tuple(form for form in _forms if form in BUILT_IN or form not in removed)
+
+
+def normalise(text: str, shown: str) -> str:
+    """The canonical gpu_id of ``text`` (already NFC, trimmed, lower-case) by the first form it
+    matches; ``shown`` is the caller's value, quoted when no form matches."""
+    table = _forms
+    for form in table:
+        if form.matches(text):
+            return form.normalise(text)
+    raise IdentityError(f"gpu_id {shown!r} is not {_described(table)}")
+
+
+def vendor_complaint(value: str) -> str | None:
+    """Why ``value`` is not a known vendor name, or None when it is (a schema check)."""
+    known = vendors()
+    if value in known:
+        return None
+    return f"is {value!r}, expected one of {', '.join(known)}"
+
+
+def _described(table: tuple[GpuIdForm, ...]) -> str:
+    # cpu is not a GPU: it closes the list whatever was registered after it.
+    ordered = sorted(table, key=lambda form: form.vendor == CPU)
+    names = [form.description for form in ordered]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
