@@ -78,6 +78,11 @@ def forms() -> tuple[GpuIdForm, ...]:
     return _forms
 
 
+def built_in(vendor: str) -> tuple[GpuIdForm, ...]:
+    """The built-in forms of one vendor (what its GPU probe declares)."""
+    return tuple(form for form in BUILT_IN if form.vendor == vendor)
+
+
 def vendors() -> tuple[str, ...]:
     """Every vendor name a slot may carry (``cpu`` included), each once, in table order."""
     return tuple(dict.fromkeys(form.vendor for form in _forms))
