@@ -2,15 +2,19 @@
 
 A leaf module (it imports nothing of the agent but its errors) so that identity, the wire
 protocol and the Leader can read the vendor names without importing discovery. The built-in rows
-are normative (docs/PROTOCOL.md); a GPU probe added at run time registers its own rows.
+are normative (docs/PROTOCOL.md); a GPU probe added at run time registers its own rows, and a
+process that runs no probe (the Leader) finds them in the ``cooee_agent.gpu_id_forms``
+entry-point group the first time a gpu_id or vendor is not in the table.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from cooee_agent.errors import IdentityError
 
@@ -19,6 +23,9 @@ PCI_ADDRESS = re.compile(
     r"\.(?P<function>[0-7])$"
 )
 CPU = "cpu"  # the vendor and gpu_id of the one slot of a host without a GPU
+ENTRY_POINT_GROUP = "cooee_agent.gpu_id_forms"
+
+log = logging.getLogger(__name__)
 
 
 def _as_matched(text: str) -> str:
@@ -71,6 +78,7 @@ BUILT_IN: tuple[GpuIdForm, ...] = (
 _lock = threading.Lock()
 # Replaced whole under the lock, read without it: a reader always sees a complete table.
 _forms: tuple[GpuIdForm, ...] = BUILT_IN
+_entry_points_read = False
 
 
 def forms() -> tuple[GpuIdForm, ...]:
@@ -111,19 +119,55 @@ def unregister_form(*removed: GpuIdForm) -> None:
 def normalise(text: str, shown: str) -> str:
     """The canonical gpu_id of ``text`` (already NFC, trimmed, lower-case) by the first form it
     matches; ``shown`` is the caller's value, quoted when no form matches."""
-    table = _forms
-    for form in table:
+    for form in _forms:
         if form.matches(text):
             return form.normalise(text)
-    raise IdentityError(f"gpu_id {shown!r} is not {_described(table)}")
+    if _read_entry_points():
+        return normalise(text, shown)
+    raise IdentityError(f"gpu_id {shown!r} is not {_described(_forms)}")
 
 
 def vendor_complaint(value: str) -> str | None:
     """Why ``value`` is not a known vendor name, or None when it is (a schema check)."""
-    known = vendors()
-    if value in known:
+    if value in vendors() or (_read_entry_points() and value in vendors()):
         return None
-    return f"is {value!r}, expected one of {', '.join(known)}"
+    return f"is {value!r}, expected one of {', '.join(vendors())}"
+
+
+class EntryPointLike(Protocol):
+    """What register_entry_points needs of an importlib.metadata.EntryPoint."""
+
+    @property
+    def name(self) -> str: ...
+
+    def load(self) -> Any: ...
+
+
+def register_entry_points(entries: Iterable[EntryPointLike]) -> None:
+    """Register the forms each entry point names (one GpuIdForm or a sequence of them); one that
+    cannot be loaded is logged and skipped, so a broken plugin never breaks identity."""
+    for entry in entries:
+        try:
+            loaded = entry.load()
+            added = (loaded,) if isinstance(loaded, GpuIdForm) else tuple(loaded)
+            if not all(isinstance(form, GpuIdForm) for form in added):
+                raise TypeError("not a GpuIdForm or a sequence of them")
+            register_form(*added)
+        except Exception:
+            log.warning("gpu_id forms %s could not be loaded", entry.name, exc_info=True)
+
+
+def _read_entry_points() -> bool:
+    """Read the installed entry points once; True when this call did (and may have added)."""
+    global _entry_points_read
+    with _lock:
+        if _entry_points_read:
+            return False
+        _entry_points_read = True
+    from importlib.metadata import entry_points
+
+    register_entry_points(entry_points(group=ENTRY_POINT_GROUP))
+    return True
 
 
 def _described(table: tuple[GpuIdForm, ...]) -> str:

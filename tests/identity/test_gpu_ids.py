@@ -71,3 +71,29 @@ def test_vendor_complaint_lists_the_known_vendors() -> None:
     assert gpu_ids.vendor_complaint("intel") == (
         "is 'intel', expected one of nvidia, amd, apple, cpu"
     )
+
+
+class FakeEntryPoint:
+    def __init__(self, name: str, target: object) -> None:
+        self.name = name
+        self.target = target
+
+    def load(self) -> object:
+        if isinstance(self.target, Exception):
+            raise self.target
+        return self.target
+
+
+def test_entry_points_add_forms_and_a_broken_one_is_skipped() -> None:
+    try:
+        gpu_ids.register_entry_points(
+            [
+                FakeEntryPoint("broken", ImportError("No module named 'nothing'")),
+                FakeEntryPoint("odd", "not a form"),
+                FakeEntryPoint("zeta", [ZETA]),
+            ]
+        )
+        assert normalise_gpu_id("zeta:0042") == "zeta:0042"
+        assert gpu_ids.vendor_complaint("zeta") is None
+    finally:
+        gpu_ids.unregister_form(ZETA)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Protocol
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from cooee_agent.discovery.gpu.amd import AmdProbe
 from cooee_agent.discovery.gpu.apple import AppleProbe
@@ -114,15 +115,29 @@ def load_plugins() -> tuple[ProbeFailure, ...]:
     global _plugin_failures
     with _plugins_lock:
         if _plugin_failures is None:
-            _plugin_failures = _load_entry_points()
+            from importlib.metadata import entry_points
+
+            _plugin_failures = register_entry_points(entry_points(group=ENTRY_POINT_GROUP))
         return _plugin_failures
 
 
-def _load_entry_points() -> tuple[ProbeFailure, ...]:
-    from importlib.metadata import entry_points
+class EntryPointLike(Protocol):
+    """What register_entry_points needs of an importlib.metadata.EntryPoint."""
 
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def value(self) -> str: ...
+
+    def load(self) -> Any: ...
+
+
+def register_entry_points(entries: Iterable[EntryPointLike]) -> tuple[ProbeFailure, ...]:
+    """Register the probe each entry point names (an object, or a class taking no arguments);
+    one that cannot be loaded or registered becomes a ProbeFailure named after it."""
     failures: list[ProbeFailure] = []
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
+    for entry in entries:
         try:
             loaded = entry.load()
             register(loaded() if isinstance(loaded, type) else loaded)
