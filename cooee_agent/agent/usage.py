@@ -59,14 +59,15 @@ def default_gpu_probe(
     """The GPU probes of this platform that re-read usage, each no more often than its
     ``usage_interval``; None when none does (macOS: system_profiler takes seconds and reports no
     live figures), so heartbeats keep the inventory's figures."""
-    from cooee_agent.discovery.gpu import gpu_usage, supported
+    from cooee_agent.discovery.gpu import gpu_usage, supported_probes
     from cooee_agent.discovery.gpu.registry import load_plugins, registered
 
     failures: list[ProbeFailure] = []
     if probes is None:
         failures.extend(load_plugins())
         probes = registered()
-    chosen = [p for p in supported(probes, platform, failures) if p.usage_interval is not None]
+    here = supported_probes(probes, platform, failures)
+    chosen = [p for p in here if p.usage_interval is not None]
     if not chosen:
         return None
     last: dict[str, tuple[float, GpuResult]] = {}

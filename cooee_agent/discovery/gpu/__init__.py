@@ -39,7 +39,7 @@ def discover_gpus(
         failures.extend(load_plugins())
         probes = registered()
     return _gather(
-        [(p.name, partial(p.probe, paths)) for p in supported(probes, platform, failures)],
+        [(p.name, partial(p.probe, paths)) for p in supported_probes(probes, platform, failures)],
         failures,
     )
 
@@ -57,11 +57,12 @@ def gpu_usage(
     if probes is None:
         failures.extend(load_plugins())
         probes = registered()
-    chosen = [p for p in supported(probes, platform, failures) if p.usage_interval is not None]
+    here = supported_probes(probes, platform, failures)
+    chosen = [p for p in here if p.usage_interval is not None]
     return _gather([(p.name, partial(p.usage, paths)) for p in chosen], failures)
 
 
-def supported(
+def supported_probes(
     probes: Sequence[GpuProbe], platform: str | None, failures: list[ProbeFailure]
 ) -> list[GpuProbe]:
     """The probes that could find something on ``platform`` (default: this one); a probe whose
