@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cooee_agent.agent.usage import Usage
+from cooee_agent.discovery.gpu.registry import vendor_of
 from cooee_agent.discovery.model import Gpu, Inventory
 from cooee_agent.errors import IdentityError
 from cooee_agent.identity.canonical import normalise_gpu_id, normalise_model
@@ -23,7 +24,6 @@ log = logging.getLogger(__name__)
 BUSY_UTILISATION = 90  # percent: above it a slot is announced busy
 MAX_INSTALLED = 256  # schema bounds of models_installed / models_loaded
 MAX_LOADED = 64
-GPU_PROBES = ("nvidia", "amd", "apple")
 # Worst first: the host's overall state is the worst of its slots.
 STATE_ORDER = ("degraded", "draining", "busy", "available")
 
@@ -68,10 +68,12 @@ def availability(
     seen = {_gpu_id(gpu.gpu_id): gpu for gpu in inventory.gpus}
     now: dict[str, Gpu] = {_gpu_id(gpu.gpu_id): gpu for gpu in usage.gpus}
     vendors = {gpu.vendor for gpu in inventory.gpus}
+    # A failing GPU probe explains the missing GPUs of its vendor (the registered probe list says
+    # which probe names are GPU probes and for which vendor).
     failed_vendors = {
-        f.probe: f"{f.probe}: {f.detail}"
+        vendor: f"{f.probe}: {f.detail}"
         for f in usage.failures
-        if f.probe in GPU_PROBES and f.probe in vendors
+        if (vendor := vendor_of(f.probe)) is not None and vendor in vendors
     }
     crashed = [f"{f.probe}: {f.detail}" for f in usage.failures if f.probe == "gpu"]
     ollama_down = [f"ollama: {f.detail}" for f in usage.failures if f.probe == "ollama"]

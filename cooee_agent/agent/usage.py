@@ -7,16 +7,22 @@ probe that fails here only degrades the announcement.
 from __future__ import annotations
 
 import logging
-import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from cooee_agent.discovery.host_paths import HostPaths
 from cooee_agent.discovery.model import Gpu, LoadedModel, ProbeFailure
 from cooee_agent.errors import ProbeError
 
+if TYPE_CHECKING:
+    from cooee_agent.discovery.gpu.registry import GpuProbe
+
 log = logging.getLogger(__name__)
 
-GpuProbe = Callable[[], tuple[tuple[Gpu, ...], tuple[ProbeFailure, ...]]]
+GpuResult = tuple[tuple[Gpu, ...], tuple[ProbeFailure, ...]]
+GpuScan = Callable[[], GpuResult]
 LoadedProbe = Callable[[], tuple[LoadedModel, ...]]
 UsageProbe = Callable[[], "Usage"]
 
@@ -43,21 +49,47 @@ def ollama_loaded(host: str, timeout: float = 1.0) -> LoadedProbe:
     return probe
 
 
-def default_gpu_probe() -> GpuProbe | None:
-    """NVML and AMD sysfs on Linux; None on macOS, where system_profiler takes seconds and
-    reports no live memory or utilisation anyway."""
-    if sys.platform == "darwin":
+def default_gpu_probe(
+    paths: HostPaths = HostPaths(),
+    *,
+    platform: str | None = None,
+    probes: Sequence[GpuProbe] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> GpuScan | None:
+    """The GPU probes of this platform that re-read usage, each no more often than its
+    ``usage_interval``; None when none does (macOS: system_profiler takes seconds and reports no
+    live figures), so heartbeats keep the inventory's figures."""
+    from cooee_agent.discovery.gpu import gpu_usage, supported_probes
+    from cooee_agent.discovery.gpu.registry import load_plugins, registered
+
+    failures: list[ProbeFailure] = []
+    if probes is None:
+        failures.extend(load_plugins())
+        probes = registered()
+    here = supported_probes(probes, platform, failures)
+    chosen = [p for p in here if p.usage_interval is not None]
+    if not chosen:
         return None
+    last: dict[str, tuple[float, GpuResult]] = {}
 
-    def probe() -> tuple[tuple[Gpu, ...], tuple[ProbeFailure, ...]]:
-        from cooee_agent.discovery.gpu import discover_gpus
+    def sample() -> GpuResult:
+        now = clock()
+        gpus: list[Gpu] = []
+        found = list(failures)
+        for probe in chosen:
+            interval = probe.usage_interval or 0.0
+            previous = last.get(probe.name)
+            if previous is None or now - previous[0] >= interval:
+                previous = (now, gpu_usage(paths, platform=platform, probes=[probe]))
+                last[probe.name] = previous
+            gpus.extend(previous[1][0])
+            found.extend(previous[1][1])
+        return tuple(gpus), tuple(found)
 
-        return discover_gpus()
-
-    return probe
+    return sample
 
 
-def usage_probe(gpu_probe: GpuProbe | None, loaded_probe: LoadedProbe) -> UsageProbe:
+def usage_probe(gpu_probe: GpuScan | None, loaded_probe: LoadedProbe) -> UsageProbe:
     """A Usage sampler; every failure inside becomes a ProbeFailure, never an exception."""
 
     def sample() -> Usage:

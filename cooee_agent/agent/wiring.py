@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cooee_agent.config import Config
+from cooee_agent.discovery.host_paths import HostPaths
 from cooee_agent.discovery.model import Inventory
 
 if TYPE_CHECKING:
@@ -15,16 +16,20 @@ if TYPE_CHECKING:
     from cooee_agent.bus.transport import Transport
 
 
+# The host as discovery reads it; one value so every probe reads the same tree.
+HOST_PATHS = HostPaths()
+
+
 def real_discover(config: Config) -> Inventory:
     from cooee_agent.discovery.inventory import discover
 
-    return discover(ollama_host=config.ollama.host)
+    return discover(HOST_PATHS, ollama_host=config.ollama.host)
 
 
 def real_usage(config: Config) -> UsageProbe:
     from cooee_agent.agent.usage import default_gpu_probe, ollama_loaded, usage_probe
 
-    return usage_probe(default_gpu_probe(), ollama_loaded(config.ollama.host))
+    return usage_probe(default_gpu_probe(HOST_PATHS), ollama_loaded(config.ollama.host))
 
 
 def real_transport(config: Config) -> Transport:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -22,11 +23,19 @@ def discover(
         help="Ollama address, same syntax as OLLAMA_HOST (default: $OLLAMA_HOST or 127.0.0.1).",
     ),
     timeout: float = typer.Option(1.5, "--timeout", min=0.1, help="Seconds each probe may take."),
+    host_root: Path | None = typer.Option(
+        None,
+        "--host-root",
+        help="Read sys, proc, etc, usr, var and opt under this directory "
+        "(a container with the host's / mounted there).",
+    ),
 ) -> None:
     """Discover host, primary MAC, GPUs and Ollama models; exit 1 if no identity can be formed."""
+    from cooee_agent.discovery.host_paths import HostPaths
     from cooee_agent.discovery.inventory import agent_tuples, discover, inventory_to_dict
 
-    inventory = discover(ollama_host=ollama_host, timeout=timeout)
+    paths = HostPaths() if host_root is None else HostPaths.under(host_root)
+    inventory = discover(paths, ollama_host=ollama_host, timeout=timeout)
     if as_json:
         document = inventory_to_dict(inventory)
         emit_json(document)

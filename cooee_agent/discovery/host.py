@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import platform
 import socket
-from pathlib import Path
 
+from cooee_agent.discovery.host_paths import HostPaths
 from cooee_agent.discovery.model import HostFacts
 
-_OS_RELEASE_FILES = ("etc/os-release", "usr/lib/os-release")
 
-
-def discover_host(*, root: Path = Path("/")) -> HostFacts:
-    """Return this host's facts; ``root`` relocates /etc for tests."""
+def discover_host(paths: HostPaths = HostPaths()) -> HostFacts:
+    """Return this host's facts; ``paths`` relocates /etc and /usr for tests."""
     system = platform.system().lower()
     return HostFacts(
         hostname=hostname(),
         os=system,
-        os_release=os_release(system, root=root),
+        os_release=os_release(system, paths),
         arch=platform.machine(),
         kernel=platform.release(),
     )
@@ -28,14 +26,14 @@ def hostname() -> str:
     return socket.gethostname()
 
 
-def os_release(system: str, *, root: Path = Path("/")) -> str:
+def os_release(system: str, paths: HostPaths = HostPaths()) -> str:
     """A human name for the OS release: PRETTY_NAME on Linux, "macOS <version>" on Darwin."""
     if system == "darwin":
         version = platform.mac_ver()[0]
         return f"macOS {version}" if version else "macOS"
-    for relative in _OS_RELEASE_FILES:
+    for path in paths.os_release_files:
         try:
-            text = (root / relative).read_text(encoding="utf-8", errors="replace")
+            text = path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
         fields = parse_os_release(text)

@@ -10,12 +10,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 from cooee_agent.discovery import host as host_probe
 from cooee_agent.discovery import network, ollama
 from cooee_agent.discovery.commands import Runner
+from cooee_agent.discovery.host_paths import HostPaths
 from cooee_agent.discovery.model import (
     Gpu,
     HostFacts,
@@ -24,6 +24,8 @@ from cooee_agent.discovery.model import (
     OllamaInfo,
     ProbeFailure,
 )
+from cooee_agent.discovery.network.linux import PermaddrReader
+from cooee_agent.discovery.network.route import DefaultInterfaces
 from cooee_agent.errors import DiscoveryError, IdentityError, ProbeError
 from cooee_agent.identity.canonical import AgentTuple, make_tuple, normalise_pci_address
 
@@ -33,7 +35,8 @@ MAX_SLOTS = 16  # the token's gpu_slot field has 4 bits
 DEFAULT_PROBE_TIMEOUT = 1.5
 CPU_GPU_ID = "cpu"
 T = TypeVar("T")
-GpuProbe = Callable[[], tuple[tuple[Gpu, ...], tuple[ProbeFailure, ...]]]
+# All GPUs and the probes' failures in one call: discover_gpus, or a test's stand-in.
+GpuScan = Callable[[], tuple[tuple[Gpu, ...], tuple[ProbeFailure, ...]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,40 +49,40 @@ class SlotTuple:
 
 
 def discover(
+    paths: HostPaths = HostPaths(),
     *,
     ollama_host: str | None = None,
-    sysfs_root: Path = Path("/sys"),
     runner: Runner | None = None,
     timeout: float = DEFAULT_PROBE_TIMEOUT,
     env: Mapping[str, str] | None = None,
     system: str | None = None,
-    default_interfaces: network.DefaultInterfaces | None = None,
-    permaddr: network.PermaddrReader | None = None,
-    gpu_probe: GpuProbe | None = None,
-    models_dirs: Sequence[Path] | None = None,
+    default_interfaces: DefaultInterfaces | None = None,
+    permaddr: PermaddrReader | None = None,
+    gpu_scan: GpuScan | None = None,
 ) -> Inventory:
     """Everything this host offers. Each probe runs in its own thread with its own ``timeout``;
     one that raises or hangs becomes a ProbeFailure and the others are still reported.
 
-    The keyword arguments replace the machine for tests (sysfs tree, command runner, gateway
-    list, permanent-MAC reader, GPU probe, Ollama address and model directories).
+    ``paths`` says where the host's sysfs, procfs, /etc and model stores are. The keyword
+    arguments replace the machine for tests (macOS command runner, gateway list, permanent-MAC
+    reader, all GPU probes at once, Ollama address).
     """
     system = system or platform.system().lower()
     environment = os.environ if env is None else env
 
     def gpus() -> tuple[tuple[Gpu, ...], tuple[ProbeFailure, ...]]:
-        if gpu_probe is not None:
-            return gpu_probe()
+        if gpu_scan is not None:
+            return gpu_scan()
         try:
             from cooee_agent.discovery.gpu import discover_gpus
         except ImportError as error:
             raise ProbeError("not-available", f"GPU probes cannot be imported: {error}") from error
-        return discover_gpus(sysfs_root=sysfs_root, runner=runner)
+        return discover_gpus(paths)
 
     def nic() -> Nic:
         return network.primary_nic(
             system=system,
-            sysfs_root=sysfs_root,
+            paths=paths,
             default_interfaces=default_interfaces,
             permaddr=permaddr,
             runner=runner,
@@ -87,11 +90,11 @@ def discover(
 
     def models() -> tuple[OllamaInfo, tuple[ProbeFailure, ...]]:
         return ollama.probe_ollama(
-            host=ollama_host, timeout=timeout * 0.6, env=environment, models_dirs=models_dirs
+            host=ollama_host, timeout=timeout * 0.6, env=environment, paths=paths
         )
 
     calls: dict[str, Callable[[], Any]] = {
-        "host": host_probe.discover_host,
+        "host": lambda: host_probe.discover_host(paths),
         "network": nic,
         "gpu": gpus,
         "ollama": models,

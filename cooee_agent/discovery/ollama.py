@@ -11,12 +11,12 @@ import socket
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from cooee_agent.discovery import ollama_manifests
+from cooee_agent.discovery.host_paths import HostPaths
 from cooee_agent.discovery.model import LoadedModel, OllamaInfo, OllamaModel, ProbeFailure
 from cooee_agent.errors import ProbeError
 
@@ -158,11 +158,12 @@ def probe_ollama(
     host: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     env: Mapping[str, str] | None = None,
-    models_dirs: Sequence[Path] | None = None,
+    paths: HostPaths = HostPaths(),
 ) -> tuple[OllamaInfo, tuple[ProbeFailure, ...]]:
     """Ask the Ollama API; when it cannot answer, list the models from the on-disk manifests.
 
-    ``host`` overrides OLLAMA_HOST (same syntax). Failures come back as values naming the
+    ``host`` overrides OLLAMA_HOST (same syntax); ``paths`` says where the model stores are.
+    Failures come back as values naming the
     address tried, so an unreachable server never hides the installed models.
     """
     env = os.environ if env is None else env
@@ -172,7 +173,7 @@ def probe_ollama(
     if address.scheme.lower() not in ("http", "https"):
         detail = f"{address.url}: only http and https can be dialled"
         failures.append(ProbeFailure(PROBE, "bad-address", detail))
-        return _from_manifests(address, env, models_dirs, failures), tuple(failures)
+        return _from_manifests(address, env, paths, failures), tuple(failures)
     try:
         version = _version(_get_json(base, "/api/version", timeout))
     except ProbeError as error:
@@ -180,13 +181,13 @@ def probe_ollama(
         version = None
         if error.reason in ("unreachable", "timeout"):
             # No server: skip the other endpoints, each would wait the same timeout.
-            info = _from_manifests(address, env, models_dirs, failures)
+            info = _from_manifests(address, env, paths, failures)
             return info, tuple(failures)
     try:
         models = parse_tags(_get_json(base, "/api/tags", timeout))
     except ProbeError as error:
         failures.append(ProbeFailure(PROBE, error.reason, error.detail))
-        return _from_manifests(address, env, models_dirs, failures, version), tuple(failures)
+        return _from_manifests(address, env, paths, failures, version), tuple(failures)
     loaded: tuple[LoadedModel, ...] = ()
     try:
         loaded = parse_ps(_get_json(base, "/api/ps", timeout))
@@ -199,15 +200,15 @@ def probe_ollama(
 def _from_manifests(
     address: OllamaAddress,
     env: Mapping[str, str],
-    models_dirs: Sequence[Path] | None,
+    paths: HostPaths,
     failures: list[ProbeFailure],
     version: str | None = None,
 ) -> OllamaInfo:
     explicit = False
-    if models_dirs is None:
-        dirs, explicit = ollama_manifests.models_dirs(env)
+    if paths.ollama_models is None:
+        dirs, explicit = ollama_manifests.models_dirs(env, paths=paths)
     else:
-        dirs = tuple(models_dirs)
+        dirs = paths.ollama_models
     for directory in dirs:
         if (directory / "manifests").is_dir():
             try:

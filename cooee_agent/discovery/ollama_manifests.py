@@ -10,28 +10,25 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cooee_agent.discovery.host_paths import HostPaths
 from cooee_agent.discovery.model import OllamaModel
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "registry.ollama.ai"
 DEFAULT_NAMESPACE = "library"
-# Where the Linux service (install.sh makes its home /usr/share/ollama) and distro packages keep
-# their store; the user's own store comes first.
-SERVICE_MODEL_DIRS = (
-    Path("/usr/share/ollama/.ollama/models"),
-    Path("/var/lib/ollama/.ollama/models"),
-    Path("/var/lib/ollama/models"),
-)
 
 
 def models_dirs(
-    env: Mapping[str, str] | None = None, home: Path | None = None
+    env: Mapping[str, str] | None = None,
+    home: Path | None = None,
+    paths: HostPaths = HostPaths(),
 ) -> tuple[tuple[Path, ...], bool]:
     """Directories to read, in order, and whether OLLAMA_MODELS chose them.
 
     Ollama reads only ``$OLLAMA_MODELS`` when it is set (quotes and spaces trimmed), so an
-    explicit setting is the only place looked at; otherwise the user's store, then the service's.
+    explicit setting is the only place looked at; otherwise the user's store, then the service's
+    (``paths.ollama_service_models``).
     """
     env = os.environ if env is None else env
     explicit = env.get("OLLAMA_MODELS", "").strip().strip("\"'")
@@ -43,7 +40,7 @@ def models_dirs(
         except (RuntimeError, KeyError):
             home = None
     own = (home / ".ollama" / "models",) if home is not None else ()
-    return own + SERVICE_MODEL_DIRS, False
+    return own + paths.ollama_service_models, False
 
 
 def display_name(host: str, namespace: str, model: str, tag: str) -> str:

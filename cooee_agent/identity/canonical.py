@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Protocol
 
 from cooee_agent.errors import IdentityError
+from cooee_agent.identity import gpu_ids
 
 _json_string: Callable[[str], str] = json.encoder.encode_basestring
 
@@ -34,15 +35,6 @@ _CACHED = 4096
 _MAC_SEPARATED = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
 _MAC_DOTTED = re.compile(r"^[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}$")
 _MAC_BARE = re.compile(r"^[0-9a-f]{12}$")
-_PCI_ADDRESS = re.compile(
-    r"^(?:(?P<domain>[0-9a-f]{4}|[0-9a-f]{8}):)?(?P<bus>[0-9a-f]{2}):(?P<device>[0-1][0-9a-f])"
-    r"\.(?P<function>[0-7])$"
-)
-_NVIDIA_UUID = re.compile(
-    r"^(gpu|mig)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-)
-_AMD_UNIQUE_ID = re.compile(r"^[0-9a-f]{1,16}$")
-_APPLE = re.compile(r"^apple:[a-z0-9][a-z0-9 ._-]*$")
 _MODEL_PART = re.compile(r"^[a-z0-9_][a-z0-9._-]*$")
 _TAG = re.compile(r"^[a-z0-9_][a-z0-9._-]{0,127}$")
 _HOST_LABEL = re.compile(r"^[^\s.]{1,63}$")
@@ -140,29 +132,13 @@ def normalise_model(value: str) -> str:
 
 def normalise_pci_address(value: str) -> str:
     """Return ``dddd:bb:dd.f``; NVML's 8-digit domain is shortened, a missing domain is 0000."""
-    text = _text("pci address", value)
-    match = _PCI_ADDRESS.match(text)
-    if not match:
-        raise IdentityError(f"pci address {value!r} is not of the form dddd:bb:dd.f")
-    domain = int(match["domain"] or "0", 16)
-    if domain > 0xFFFF:
-        raise IdentityError(f"pci address {value!r} has a domain beyond 16 bits")
-    return f"{domain:04x}:{match['bus']}:{match['device']}.{match['function']}"
+    return gpu_ids.pci_address(_text("pci address", value), shown=value)
 
 
 def normalise_gpu_id(value: str) -> str:
-    """Accept an NVIDIA GPU/MIG UUID, an AMD PCI address or unique_id, apple:<chip>, or cpu."""
-    text = _text("gpu_id", value)
-    if text == "cpu" or _NVIDIA_UUID.match(text) or _APPLE.match(text):
-        return text
-    if _PCI_ADDRESS.match(text):
-        return normalise_pci_address(text)
-    if _AMD_UNIQUE_ID.match(text):
-        return text
-    raise IdentityError(
-        f"gpu_id {value!r} is not an NVIDIA UUID (GPU-…/MIG-…), a PCI address, "
-        "an AMD unique_id, apple:<chip> or cpu"
-    )
+    """Accept a gpu_id in one of the forms of identity.gpu_ids: an NVIDIA GPU/MIG UUID, an AMD
+    PCI address or unique_id, apple:<chip>, cpu, or a form a GPU probe registered."""
+    return gpu_ids.normalise(_text("gpu_id", value), shown=value)
 
 
 @dataclass(frozen=True, slots=True)

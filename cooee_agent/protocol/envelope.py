@@ -16,7 +16,14 @@ from cooee_agent.protocol import b64
 from cooee_agent.protocol.errors import RejectedError
 from cooee_agent.protocol.keys import raw_public, verify_signature
 from cooee_agent.protocol.kinds import KINDS, SEALED_KINDS
-from cooee_agent.protocol.records import Ed25519Key, Record, Time, check_time, now_text
+from cooee_agent.protocol.records import (
+    Ed25519Key,
+    FieldError,
+    Record,
+    Time,
+    check_time,
+    now_text,
+)
 from cooee_agent.protocol.schema import canonical, convert, fail, loads, text
 
 ENVELOPE_VERSION = 1
@@ -35,7 +42,7 @@ def _check_address(value: str) -> None:
     try:
         ucxl.parse(value)
     except AddressError as error:
-        raise ValueError(str(error)) from None
+        raise FieldError("address", str(error)) from None
 
 
 _ENVELOPE_FIELDS = ("v", "kind", "address", "sent_at", "body", "sender", "sig")
@@ -53,8 +60,8 @@ class _Head(Record, frozen=True, kw_only=True, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"kind {self.kind!r} is not one of {', '.join(KINDS)}")
-        check_time(self.sent_at)
+            raise FieldError("kind", f"is {self.kind!r}, expected one of {', '.join(KINDS)}")
+        check_time(self.sent_at, "sent_at")
         _check_address(self.address)
 
 

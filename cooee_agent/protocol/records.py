@@ -18,6 +18,7 @@ import msgspec
 import msgspec.json
 
 from cooee_agent.errors import IdentityError
+from cooee_agent.identity import gpu_ids
 from cooee_agent.identity.canonical import (
     AgentTuple,
     normalise_gpu_id,
@@ -55,7 +56,6 @@ HostId = Annotated[int, integer(0, MAX_HOST_ID)]
 Count = Annotated[int, integer()]
 Model = Annotated[str, text(255)]
 Vendor = Annotated[str, text(16, "[a-z][a-z0-9-]*")]
-VENDORS = ("nvidia", "amd", "apple", "cpu")
 State = Literal["available", "busy", "draining", "degraded"]
 Severity = Literal["info", "warning", "critical"]
 
@@ -70,22 +70,30 @@ class Record(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
         return value
 
 
-def check_time(value: str) -> None:
+class FieldError(ValueError):
+    """A record field broke a rule its type cannot say; raised from ``__post_init__``, so the
+    refusal names the field inside the Struct (see ``schema.convert``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+
+
+def check_time(value: str, field: str = "issued_at") -> None:
     try:
         parse_time(value)
     except ValueError:
-        raise ValueError(
-            f"{value!r} is not a valid UTC time of the form 2026-01-31T12:00:00Z"
+        raise FieldError(
+            field, f"{value!r} is not a valid UTC time of the form 2026-01-31T12:00:00Z"
         ) from None
 
 
-def check_hostname(value: str) -> None:
+def check_hostname(value: str, field: str = "hostname") -> None:
     try:
         canonical = normalise_hostname(value)
     except IdentityError as error:
-        raise ValueError(str(error)) from None
+        raise FieldError(field, str(error)) from None
     if canonical != value:
-        raise ValueError(f"hostname {value!r} is not canonical ({canonical!r})")
+        raise FieldError(field, f"hostname {value!r} is not canonical ({canonical!r})")
 
 
 class AgentKey(Record, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -113,8 +121,9 @@ class SlotEntry(Record, frozen=True, kw_only=True, forbid_unknown_fields=True):
     memory_total: Count | None
 
     def __post_init__(self) -> None:
-        if self.vendor not in VENDORS:
-            raise ValueError(f"vendor {self.vendor!r} is not one of {', '.join(VENDORS)}")
+        complaint = gpu_ids.vendor_complaint(self.vendor)
+        if complaint:
+            raise FieldError("vendor", complaint)
 
 
 class TupleFields(Record, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -112,7 +112,11 @@ def _explain(message: str, value: Any, kind: type[Any], prefix: str) -> Rejected
         rule = re.fullmatch(pattern, said, re.DOTALL)
         if rule is not None:
             return fail(path, explain(rule, found, _type_at(kind, raw_path)))
-    return fail(path, said)  # a __post_init__ check: its message is already the protocol's
+    # A __post_init__ check (records.FieldError): "field: what is wrong", in the protocol's words.
+    field = re.fullmatch(r"(?P<field>[a-z_]+): (?P<rest>.*)", said, re.DOTALL)
+    if field is not None:
+        return fail(_join(path, field["field"]), field["rest"])
+    return fail(path, said)
 
 
 def _wrong_type(rule: re.Match[str], found: Any, _: Any) -> str:

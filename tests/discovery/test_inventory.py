@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 from discovery_support import NETWORK_FIXTURES, OllamaServer, load_permaddr
 
+from cooee_agent.discovery.host_paths import HostPaths
 from cooee_agent.discovery.inventory import (
     agent_tuples,
     assign_slots,
@@ -112,18 +113,15 @@ def test_a_model_name_that_does_not_normalise_is_skipped() -> None:
     assert [t.tuple.model for t in tuples] == ["good:1"]
 
 
-def run_discover(
-    server_url: str, gpu_probe: Callable[[], tuple], timeout: float = 1.5
-) -> Inventory:
+def run_discover(server_url: str, gpu_scan: Callable[[], tuple], timeout: float = 1.5) -> Inventory:
     layout = "bond-docker"
     return discover(
+        HostPaths(sysfs=NETWORK_FIXTURES / layout / "sys", ollama_models=()),
         ollama_host=server_url,
-        sysfs_root=NETWORK_FIXTURES / layout / "sys",
         default_interfaces=lambda: ["bond0"],
         permaddr=load_permaddr(layout).get,
-        gpu_probe=gpu_probe,
+        gpu_scan=gpu_scan,
         env={},
-        models_dirs=[],
         timeout=timeout,
     )
 

@@ -10,6 +10,9 @@ import pytest
 from discovery_support import NETWORK_FIXTURES, load_gateways, load_permaddr
 
 from cooee_agent.discovery import network
+from cooee_agent.discovery.host_paths import HostPaths
+from cooee_agent.discovery.network import darwin, route
+from cooee_agent.discovery.network.linux import ethtool_permaddr
 from cooee_agent.errors import ProbeError
 from cooee_agent.identity.canonical import normalise_mac
 
@@ -18,10 +21,10 @@ MACOS = NETWORK_FIXTURES / "macos"
 
 def linux(layout: str, *, defaults: list[str] | None = None, permaddr: Any = None) -> Any:
     gateways = load_gateways(layout)
-    names = defaults if defaults is not None else network.gateways_default_interfaces(gateways)
+    names = defaults if defaults is not None else route.gateways_default_interfaces(gateways)
     return network.primary_nic(
         system="linux",
-        sysfs_root=NETWORK_FIXTURES / layout / "sys",
+        paths=HostPaths(sysfs=NETWORK_FIXTURES / layout / "sys"),
         default_interfaces=lambda: names,
         permaddr=permaddr if permaddr is not None else load_permaddr(layout).get,
     )
@@ -73,16 +76,19 @@ def test_only_random_addresses_still_give_a_mac_marked_not_permanent() -> None:
 def test_an_empty_sysfs_is_a_probe_failure_with_a_reason(tmp_path: Path) -> None:
     with pytest.raises(ProbeError) as caught:
         network.primary_nic(
-            system="linux", sysfs_root=tmp_path, default_interfaces=list, permaddr=lambda n: None
+            system="linux",
+            paths=HostPaths(sysfs=tmp_path),
+            default_interfaces=list,
+            permaddr=lambda n: None,
         )
     assert caught.value.reason == "no-interfaces" and str(tmp_path) in caught.value.detail
 
 
 def test_gateways_list_ipv4_default_first_then_ipv6() -> None:
     gateways = load_gateways("wifi-random")
-    assert network.gateways_default_interfaces(gateways) == ["wlp3s0"]
+    assert route.gateways_default_interfaces(gateways) == ["wlp3s0"]
     mixed = {"default": {10: ("fe80::1", "wg0"), 2: ("10.0.0.1", "eth0")}, 2: [("1", "eth1", True)]}
-    assert network.gateways_default_interfaces(mixed) == ["eth0", "wg0", "eth1"]
+    assert route.gateways_default_interfaces(mixed) == ["eth0", "wg0", "eth1"]
 
 
 def test_proc_net_route_default_rows_by_metric() -> None:
@@ -93,12 +99,12 @@ def test_proc_net_route_default_rows_by_metric() -> None:
         "ens33\t00000000\t0210A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n"
         "docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n"
     )
-    assert network.proc_route_default_interfaces(text) == ["ens33", "wlan0"]
+    assert route.proc_route_default_interfaces(text) == ["ens33", "wlan0"]
 
 
 def test_real_permaddr_ioctl_answers_or_raises_oserror() -> None:
     try:
-        value = network.ethtool_permaddr("lo")
+        value = ethtool_permaddr("lo")
     except OSError:
         return
     assert value is None or normalise_mac(value)
@@ -129,7 +135,7 @@ def macos(defaults: list[str], outputs: dict[tuple[str, ...], str | Exception]) 
 
 
 def test_macos_reports_the_hardware_mac_not_the_private_wifi_address() -> None:
-    nic = macos(["en0"], {network.IOREG_MAC_COMMAND: IOREG})
+    nic = macos(["en0"], {darwin.IOREG_MAC_COMMAND: IOREG})
     assert (nic.name, nic.mac, nic.permanent) == ("en0", "8c:85:90:90:6d:26", True)
     assert "ioreg" in nic.why
 
@@ -137,13 +143,13 @@ def test_macos_reports_the_hardware_mac_not_the_private_wifi_address() -> None:
 def test_macos_falls_back_to_networksetup_when_ioreg_fails() -> None:
     failing = CalledProcessError(1, "ioreg")
     nic = macos(
-        ["en8"], {network.IOREG_MAC_COMMAND: failing, network.NETWORKSETUP_COMMAND: NETWORKSETUP}
+        ["en8"], {darwin.IOREG_MAC_COMMAND: failing, darwin.NETWORKSETUP_COMMAND: NETWORKSETUP}
     )
     assert (nic.name, nic.mac) == ("en8", "00:e0:4c:68:01:88")
 
 
 def test_macos_vpn_default_route_uses_en0() -> None:
-    nic = macos(["utun3"], {network.IOREG_MAC_COMMAND: IOREG})
+    nic = macos(["utun3"], {darwin.IOREG_MAC_COMMAND: IOREG})
     assert nic.name == "en0" and "utun3" in nic.why
 
 
@@ -153,7 +159,7 @@ def test_macos_without_any_hardware_report_uses_the_current_address_as_not_perma
 
 
 def test_parsers_agree_on_the_hardware_addresses() -> None:
-    assert network.parse_ioreg_macs(IOREG) == network.parse_networksetup(NETWORKSETUP)
+    assert darwin.parse_ioreg_macs(IOREG) == darwin.parse_networksetup(NETWORKSETUP)
 
 
 def test_a_container_with_only_virtual_nics_uses_its_default_route_mac_marked_unstable() -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from discovery_support import OLLAMA_FIXTURES, OllamaServer, closed_port
 
+from cooee_agent.discovery.host_paths import HostPaths
 from cooee_agent.discovery.ollama import probe_ollama
 
 MODELS = OLLAMA_FIXTURES / "models"
@@ -22,7 +23,7 @@ def test_current_api_gives_models_loaded_model_and_version(
     ollama_server: Callable[[str], OllamaServer],
 ) -> None:
     server = ollama_server("v0.12.6")
-    info, failures = probe_ollama(host=server.url, env=EMPTY_ENV, models_dirs=[])
+    info, failures = probe_ollama(host=server.url, env=EMPTY_ENV, paths=HostPaths(ollama_models=()))
     assert failures == ()
     assert (info.source, info.version, info.address) == ("api", "0.12.6", server.url)
     assert [m.name for m in info.models] == [m["name"] for m in TAGS]

@@ -10,8 +10,8 @@ from discovery_support import OLLAMA_FIXTURES
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cooee_agent.discovery.host_paths import HostPaths
 from cooee_agent.discovery.ollama_manifests import (
-    SERVICE_MODEL_DIRS,
     display_name,
     models_dirs,
     read_manifests,
@@ -55,8 +55,22 @@ def test_ollama_models_alone_is_read_when_set_and_quotes_are_trimmed(tmp_path: P
 def test_default_order_is_the_user_store_then_the_service_stores() -> None:
     dirs, explicit = models_dirs({}, home=Path("/home/x"))
     assert not explicit
-    assert dirs == (Path("/home/x/.ollama/models"), *SERVICE_MODEL_DIRS)
+    assert dirs == (
+        Path("/home/x/.ollama/models"),
+        Path("/usr/share/ollama/.ollama/models"),
+        Path("/var/lib/ollama/.ollama/models"),
+        Path("/var/lib/ollama/models"),
+    )
     assert Path("/usr/share/ollama/.ollama/models") in dirs
+
+
+def test_the_service_stores_move_with_the_host_paths(tmp_path: Path) -> None:
+    dirs, _ = models_dirs({}, home=Path("/home/x"), paths=HostPaths.under(tmp_path))
+    assert dirs[1:] == (
+        tmp_path / "usr/share/ollama/.ollama/models",
+        tmp_path / "var/lib/ollama/.ollama/models",
+        tmp_path / "var/lib/ollama/models",
+    )
 
 
 _part = st.from_regex(r"[a-z0-9][a-z0-9._-]{0,10}", fullmatch=True)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING
 
-from cooee_agent.discovery.commands import Runner
+from cooee_agent.discovery.host_paths import HostPaths
 from cooee_agent.discovery.model import Gpu, ProbeFailure
 from cooee_agent.errors import ProbeError
+
+if TYPE_CHECKING:
+    from cooee_agent.discovery.gpu.registry import GpuProbe
 
 log = logging.getLogger(__name__)
 
@@ -18,32 +21,71 @@ Result = tuple[tuple[Gpu, ...], tuple[ProbeFailure, ...]]
 
 
 def discover_gpus(
+    paths: HostPaths = HostPaths(),
     *,
-    sysfs_root: Path = Path("/sys"),
-    runner: Runner | None = None,
-    nvml: Any | None = None,
     platform: str | None = None,
-    amdgpu_ids: Path | None = None,
+    probes: Sequence[GpuProbe] | None = None,
 ) -> Result:
     """All GPUs this host has, with ``slot=None`` (the inventory assigns slots by PCI address),
     and a ProbeFailure for every vendor probe that could not answer.
 
-    ``nvml`` replaces the pynvml module, ``runner`` the command runner (macOS), ``sysfs_root`` the
-    sysfs mount and ``amdgpu_ids`` libdrm's name table: tests pass them in, nothing is patched.
+    ``probes`` replaces the registered list (tests pass probes built on fake NVML modules or
+    command runners); ``paths`` says where sysfs and the rest are; nothing is patched.
     """
-    from cooee_agent.discovery.gpu import amd, apple, nvidia
+    from cooee_agent.discovery.gpu.registry import load_plugins, registered
 
-    system = platform or sys.platform
-    probes: list[tuple[str, Callable[[], Result]]] = []
-    if nvidia.supported(system):
-        probes.append((nvidia.PROBE, lambda: nvidia.probe(nvml or nvidia.load_nvml())))
-    if amd.supported(system):
-        probes.append((amd.PROBE, lambda: amd.probe(sysfs_root=sysfs_root, ids_path=amdgpu_ids)))
-    if apple.supported(system):
-        probes.append((apple.PROBE, lambda: apple.probe(runner or apple.default_runner)))
-    gpus: list[Gpu] = []
     failures: list[ProbeFailure] = []
-    for name, run in probes:
+    if probes is None:
+        failures.extend(load_plugins())
+        probes = registered()
+    return _gather(
+        [(p.name, partial(p.probe, paths)) for p in supported_probes(probes, platform, failures)],
+        failures,
+    )
+
+
+def gpu_usage(
+    paths: HostPaths = HostPaths(),
+    *,
+    platform: str | None = None,
+    probes: Sequence[GpuProbe] | None = None,
+) -> Result:
+    """Fresh memory and utilisation from every supported probe that re-reads usage."""
+    from cooee_agent.discovery.gpu.registry import load_plugins, registered
+
+    failures: list[ProbeFailure] = []
+    if probes is None:
+        failures.extend(load_plugins())
+        probes = registered()
+    here = supported_probes(probes, platform, failures)
+    chosen = [p for p in here if p.usage_interval is not None]
+    return _gather([(p.name, partial(p.usage, paths)) for p in chosen], failures)
+
+
+def supported_probes(
+    probes: Sequence[GpuProbe], platform: str | None, failures: list[ProbeFailure]
+) -> list[GpuProbe]:
+    """The probes that could find something on ``platform`` (default: this one); a probe whose
+    check itself fails is reported in ``failures`` and skipped."""
+    system = platform or sys.platform
+    chosen: list[GpuProbe] = []
+    for probe in probes:
+        try:
+            if probe.supported(system):
+                chosen.append(probe)
+        except Exception as error:  # a plugin's check must not hide the other vendors
+            log.warning("GPU probe %s: supported() crashed", probe.name, exc_info=True)
+            failures.append(
+                ProbeFailure(probe.name, "probe-crashed", f"{type(error).__name__}: {error}")
+            )
+    return chosen
+
+
+def _gather(
+    runs: Sequence[tuple[str, Callable[[], Result]]], failures: list[ProbeFailure]
+) -> Result:
+    gpus: list[Gpu] = []
+    for name, run in runs:
         found, failed = run_isolated(name, run)
         gpus.extend(found)
         failures.extend(failed)

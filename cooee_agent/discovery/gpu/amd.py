@@ -7,20 +7,17 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from cooee_agent.discovery.host_paths import HostPaths
 from cooee_agent.discovery.model import Gpu, ProbeFailure
 from cooee_agent.errors import IdentityError, ProbeError
+from cooee_agent.identity import gpu_ids
 from cooee_agent.identity.canonical import normalise_pci_address
 
 PROBE = "amd"
 VENDOR = "amd"
 AMD_PCI_VENDOR = 0x1002
-# libdrm's table; ROCm installs its own newer copy under /opt/amdgpu.
-AMDGPU_IDS_PATHS = (
-    Path("/usr/share/libdrm/amdgpu.ids"),
-    Path("/opt/amdgpu/share/libdrm/amdgpu.ids"),
-)
 _CARD = re.compile(r"^card[0-9]+$")  # card0-DP-1 and friends are connectors, not GPUs
 
 log = logging.getLogger(__name__)
@@ -35,21 +32,42 @@ class _Card:
     hwdb_model: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class AmdProbe:
+    """AMD on Linux through udev and sysfs; ``context`` replaces the pyudev Context (tests)."""
+
+    name: ClassVar[str] = PROBE
+    vendor: ClassVar[str] = VENDOR
+    gpu_id_forms: ClassVar[tuple[gpu_ids.GpuIdForm, ...]] = gpu_ids.built_in(VENDOR)
+    usage_interval: ClassVar[float | None] = 0.0  # a few sysfs reads per card
+    context: Any = None
+
+    def supported(self, platform: str) -> bool:
+        return supported(platform)
+
+    def probe(self, paths: HostPaths) -> tuple[tuple[Gpu, ...], tuple[ProbeFailure, ...]]:
+        return probe(paths, context=self.context)
+
+    def usage(self, paths: HostPaths) -> tuple[tuple[Gpu, ...], tuple[ProbeFailure, ...]]:
+        # VRAM use and busy percent are sysfs attributes read with the inventory.
+        return self.probe(paths)
+
+
 def supported(platform: str) -> bool:
     """amdgpu exposes cards through udev and sysfs on Linux only (macOS goes through apple)."""
     return platform.startswith("linux")
 
 
 def probe(
-    *, sysfs_root: Path = Path("/sys"), ids_path: Path | None = None, context: Any = None
+    paths: HostPaths = HostPaths(), *, context: Any = None
 ) -> tuple[tuple[Gpu, ...], tuple[ProbeFailure, ...]]:
     """Every AMD GPU, identified by PCI address (card numbering changes across boots)."""
-    names = load_amdgpu_ids(ids_path)
+    names = load_amdgpu_ids(paths)
     gpus: list[Gpu] = []
     failures: list[ProbeFailure] = []
     for card in _cards(context):
         try:
-            gpu = _gpu(card, sysfs_root, names)
+            gpu = _gpu(card, paths.sysfs, names)
         except (OSError, ValueError, IdentityError) as error:
             failures.append(
                 ProbeFailure(PROBE, "bad-response", f"AMD GPU at {card.pci_sys_path}: {error}")
@@ -134,9 +152,9 @@ def _gpu(card: _Card, sysfs_root: Path, names: dict[tuple[int, int], str]) -> Gp
     )
 
 
-def load_amdgpu_ids(path: Path | None = None) -> dict[tuple[int, int], str]:
+def load_amdgpu_ids(paths: HostPaths = HostPaths()) -> dict[tuple[int, int], str]:
     """(device, revision) → marketing name from libdrm's amdgpu.ids; empty when absent."""
-    for candidate in (path,) if path is not None else AMDGPU_IDS_PATHS:
+    for candidate in paths.amdgpu_ids_files:
         try:
             text = candidate.read_text(encoding="utf-8", errors="replace")
         except OSError:

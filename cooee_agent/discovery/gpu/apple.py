@@ -8,11 +8,13 @@ import plistlib
 import re
 import subprocess
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from cooee_agent.discovery.commands import Runner, run_command
+from cooee_agent.discovery.host_paths import HostPaths
 from cooee_agent.discovery.model import Gpu, ProbeFailure
 from cooee_agent.errors import ProbeError
+from cooee_agent.identity import gpu_ids
 
 PROBE = "apple"
 SYSTEM_PROFILER = ("system_profiler", "-json", "SPDisplaysDataType", "SPHardwareDataType")
@@ -51,6 +53,30 @@ class AcceleratorUsage:
     model: str | None
     utilisation: int | None
     memory_in_use: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AppleProbe:
+    """GPUs of a Mac through system_profiler and IOKit; ``runner`` replaces the command runner."""
+
+    name: ClassVar[str] = PROBE
+    vendor: ClassVar[str] = "apple"
+    # Apple GPUs are apple:<chip>; an Intel Mac's AMD card is named by its PCI address.
+    gpu_id_forms: ClassVar[tuple[gpu_ids.GpuIdForm, ...]] = (
+        gpu_ids.built_in("apple") + gpu_ids.built_in("amd")[:1]
+    )
+    # system_profiler takes seconds and reports no live figures: usage is not re-read.
+    usage_interval: ClassVar[float | None] = None
+    runner: Runner | None = None
+
+    def supported(self, platform: str) -> bool:
+        return supported(platform)
+
+    def probe(self, paths: HostPaths) -> tuple[tuple[Gpu, ...], tuple[ProbeFailure, ...]]:
+        return probe(self.runner or default_runner)
+
+    def usage(self, paths: HostPaths) -> tuple[tuple[Gpu, ...], tuple[ProbeFailure, ...]]:
+        return self.probe(paths)
 
 
 def supported(platform: str) -> bool:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
+from cooee_agent.discovery.host_paths import HostPaths
 from cooee_agent.discovery.model import Gpu, ProbeFailure
 from cooee_agent.errors import IdentityError, ProbeError
+from cooee_agent.identity import gpu_ids
 from cooee_agent.identity.canonical import normalise_pci_address
 
 PROBE = "nvidia"
@@ -27,6 +30,27 @@ _FUNCTION_NOT_FOUND = 13
 _GPU_IS_LOST = 15
 _LIB_RM_VERSION_MISMATCH = 18
 _MIG_ENABLE = 1
+
+
+@dataclass(frozen=True, slots=True)
+class NvidiaProbe:
+    """NVIDIA through NVML; ``nvml`` replaces the pynvml module (tests), None loads the real one."""
+
+    name: ClassVar[str] = PROBE
+    vendor: ClassVar[str] = VENDOR
+    gpu_id_forms: ClassVar[tuple[gpu_ids.GpuIdForm, ...]] = gpu_ids.built_in(VENDOR)
+    usage_interval: ClassVar[float | None] = 0.0  # one NVML pass takes milliseconds
+    nvml: Any = None
+
+    def supported(self, platform: str) -> bool:
+        return supported(platform)
+
+    def probe(self, paths: HostPaths) -> tuple[tuple[Gpu, ...], tuple[ProbeFailure, ...]]:
+        return probe(self.nvml if self.nvml is not None else load_nvml())
+
+    def usage(self, paths: HostPaths) -> tuple[tuple[Gpu, ...], tuple[ProbeFailure, ...]]:
+        # Inventory and metrics come from the same cheap NVML pass; each metric is optional.
+        return self.probe(paths)
 
 
 def supported(platform: str) -> bool:

@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gpu_support import scan
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cooee_agent.discovery.gpu import amd, discover_gpus
+from cooee_agent.discovery.gpu import amd
+from cooee_agent.discovery.host_paths import HostPaths
 from cooee_agent.errors import ProbeError
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -118,7 +120,7 @@ def test_a_host_without_amd_cards_reports_no_gpus_with_a_reason() -> None:
 
 
 def test_the_probe_reports_every_failing_vendor_on_a_gpu_less_linux_host() -> None:
-    gpus, failures = discover_gpus(platform="linux", nvml=_LibraryMissing())
+    gpus, failures = scan(platform="linux", nvml=_LibraryMissing())
     reasons = {f.probe: f.reason for f in failures}
     # This test may run on a host with an AMD card; the NVIDIA reason is what it pins down.
     assert reasons["nvidia"] == "library-not-found"
@@ -152,7 +154,7 @@ def test_system_amdgpu_ids_when_present_parses_to_many_names() -> None:
     path = Path("/usr/share/libdrm/amdgpu.ids")
     if not path.exists():
         pytest.skip("libdrm's amdgpu.ids is not installed")
-    assert len(amd.load_amdgpu_ids(path)) > 100
+    assert len(amd.load_amdgpu_ids(HostPaths(amdgpu_ids=path))) > 100
 
 
 @given(

@@ -9,10 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from gpu_support import scan
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cooee_agent.discovery.gpu import apple, discover_gpus
+from cooee_agent.discovery.gpu import apple
 from cooee_agent.discovery.model import Gpu, ProbeFailure
 from cooee_agent.identity.canonical import normalise_gpu_id
 
@@ -42,7 +43,7 @@ def replay(name: str) -> Replay:
 
 
 def discover(name: str) -> tuple[tuple[Gpu, ...], tuple[ProbeFailure, ...]]:
-    return discover_gpus(runner=replay(name), platform="darwin")
+    return scan(runner=replay(name), platform="darwin")
 
 
 @pytest.mark.parametrize(
@@ -74,7 +75,7 @@ def test_core_count_follows_the_report_not_the_chip_name() -> None:
     report = json.loads(outputs[PROFILER])
     report["SPDisplaysDataType"][0]["sppci_cores"] = "38"
     outputs[PROFILER] = json.dumps(report)
-    gpus, _ = discover_gpus(runner=Replay(outputs), platform="darwin")
+    gpus, _ = scan(runner=Replay(outputs), platform="darwin")
     assert dict(gpus[0].details)["cores"] == "38"
 
 
@@ -141,7 +142,7 @@ def test_a_failing_ioreg_keeps_the_model_named_amd_gpu_and_says_why(
             raise failure
         return fallback(argv)
 
-    gpus, failures = discover_gpus(runner=runner, platform="darwin")
+    gpus, failures = scan(runner=runner, platform="darwin")
     (gpu,) = gpus
     assert (gpu.vendor, gpu.pci_address, gpu.gpu_id) == ("amd", None, "apple:amd radeon pro 5500m")
     assert gpu.memory_total == 4 * 1024**3
@@ -156,7 +157,7 @@ def test_an_amd_gpu_iokit_does_not_list_keeps_its_model_name_and_is_reported() -
     outputs[IOREG_PCI] = plistlib.dumps(
         [d for d in devices if d["device-id"] != (0x7340).to_bytes(4, "little")]
     ).decode()
-    gpus, failures = discover_gpus(runner=Replay(outputs), platform="darwin")
+    gpus, failures = scan(runner=Replay(outputs), platform="darwin")
     (gpu,) = gpus
     assert (gpu.pci_address, gpu.gpu_id) == (None, "apple:amd radeon pro 5500m")
     assert "1002:7340" in dict(gpu.details)["gpu_id_from"]
@@ -171,7 +172,7 @@ def test_two_identical_cards_get_the_two_pci_addresses_iokit_lists() -> None:
     devices = plistlib.loads(outputs[IOREG_PCI].encode())
     twin = dict(next(d for d in devices if d["pcidebug"] == "10:0:0"), pcidebug="5:0:0")
     outputs[IOREG_PCI] = plistlib.dumps([*devices, twin]).decode()
-    gpus, failures = discover_gpus(runner=Replay(outputs), platform="darwin")
+    gpus, failures = scan(runner=Replay(outputs), platform="darwin")
     assert failures == ()
     assert sorted(g.gpu_id for g in gpus) == ["0000:05:00.0", "0000:0a:00.0"]
 
@@ -188,7 +189,7 @@ def test_two_identical_cards_without_iokit_get_distinct_model_named_ids() -> Non
     report["SPDisplaysDataType"].append(dict(report["SPDisplaysDataType"][0]))
     outputs[PROFILER] = json.dumps(report)
     del outputs[IOREG_PCI]
-    gpus, _ = discover_gpus(runner=Replay(outputs), platform="darwin")
+    gpus, _ = scan(runner=Replay(outputs), platform="darwin")
     assert [g.gpu_id for g in gpus] == ["apple:radeon pro vega 64", "apple:radeon pro vega 64-2"]
 
 
@@ -200,7 +201,7 @@ def test_apple_silicon_load_comes_from_the_accelerator_statistics(
     fixture: str, busy: int, in_use: int, memory: int
 ) -> None:
     runner = replay(fixture)
-    gpus, failures = discover_gpus(runner=runner, platform="darwin")
+    gpus, failures = scan(runner=runner, platform="darwin")
     assert failures == ()
     (gpu,) = gpus
     assert gpu.utilisation == busy
@@ -222,7 +223,7 @@ def test_unreadable_accelerator_statistics_leave_the_metrics_empty_not_the_gpu(
         del outputs[IOREG_ACCELERATOR]
     else:
         outputs[IOREG_ACCELERATOR] = answer
-    gpus, failures = discover_gpus(runner=Replay(outputs), platform="darwin")
+    gpus, failures = scan(runner=Replay(outputs), platform="darwin")
     assert failures == ()
     (gpu,) = gpus
     assert (gpu.gpu_id, gpu.memory_total) == ("apple:m3 pro", 18 * 1024**3)
@@ -310,14 +311,14 @@ def test_a_failing_system_profiler_is_a_reason(error: Exception, reason: str) ->
     def runner(argv: Sequence[str]) -> str:
         raise error
 
-    gpus, failures = discover_gpus(runner=runner, platform="darwin")
+    gpus, failures = scan(runner=runner, platform="darwin")
     assert gpus == ()
     assert [(f.probe, f.reason) for f in failures] == [("apple", reason)]
 
 
 @given(st.text(max_size=200))
 def test_any_system_profiler_output_gives_gpus_or_a_reason_never_a_traceback(text: str) -> None:
-    gpus, failures = discover_gpus(
+    gpus, failures = scan(
         runner=Replay({PROFILER: text, "sysctl -n hw.memsize": "17179869184\n"}), platform="darwin"
     )
     assert gpus or failures
@@ -340,7 +341,7 @@ def test_any_system_profiler_output_gives_gpus_or_a_reason_never_a_traceback(tex
 )
 def test_odd_report_shapes_never_crash_the_probe(displays: object) -> None:
     report = json.dumps({"SPDisplaysDataType": displays, "SPHardwareDataType": [{}]})
-    _gpus, failures = discover_gpus(runner=Replay({PROFILER: report}), platform="darwin")
+    _gpus, failures = scan(runner=Replay({PROFILER: report}), platform="darwin")
     assert all(f.reason != "probe-crashed" for f in failures)
 
 
@@ -354,7 +355,7 @@ def test_sizes_in_reports_are_parsed(text: str, size: int) -> None:
 
 def test_apple_probe_runs_only_on_macos() -> None:
     runner = replay("m1-pro.json")
-    gpus, _ = discover_gpus(runner=runner, platform="win32", nvml=_NoNvml())
+    gpus, _ = scan(runner=runner, platform="win32", nvml=_NoNvml())
     assert runner.calls == []
     assert not any(g.vendor == "apple" for g in gpus)
 

@@ -7,15 +7,16 @@ import json
 
 import pytest
 from fake_nvml import FakeNvml, load_scenario
+from gpu_support import scan
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cooee_agent.discovery.gpu import discover_gpus, nvidia
+from cooee_agent.discovery.gpu import nvidia
 from cooee_agent.discovery.model import Gpu, ProbeFailure
 
 
 def discover(name: str) -> tuple[tuple[Gpu, ...], tuple[ProbeFailure, ...]]:
-    return discover_gpus(nvml=FakeNvml(load_scenario(name)), platform="win32")
+    return scan(nvml=FakeNvml(load_scenario(name)), platform="win32")
 
 
 def nvidia_only(name: str) -> tuple[tuple[Gpu, ...], tuple[ProbeFailure, ...]]:
@@ -150,7 +151,7 @@ def test_a_failing_uuid_read_other_than_lost_is_reported_as_gpu_error() -> None:
 
 def test_nvidia_probe_is_not_run_on_macos() -> None:
     fake = FakeNvml(load_scenario("h100x8.json"))
-    gpus, failures = discover_gpus(nvml=fake, platform="darwin", runner=_no_commands)
+    gpus, failures = scan(nvml=fake, platform="darwin", runner=_no_commands)
     assert not any(g.vendor == "nvidia" for g in gpus)
     assert not any(f.probe == "nvidia" for f in failures)
 
@@ -168,9 +169,7 @@ def test_any_init_error_becomes_a_reason_and_never_a_traceback(code: int) -> Non
         for key, value in vars(pynvml).items()
         if key.startswith("NVML_ERROR_") and value == code
     )
-    gpus, failures = discover_gpus(
-        nvml=FakeNvml({"init_error": name, "devices": []}), platform="win32"
-    )
+    gpus, failures = scan(nvml=FakeNvml({"init_error": name, "devices": []}), platform="win32")
     assert gpus == ()
     (failure,) = failures
     assert failure.reason in {
