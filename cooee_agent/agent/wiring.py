@@ -10,8 +10,9 @@ from cooee_agent.config import Config
 from cooee_agent.discovery.model import Inventory
 
 if TYPE_CHECKING:
-    from cooee_agent.agent.daemon import AgentDaemon, Watcher
+    from cooee_agent.agent.daemon import AgentDaemon
     from cooee_agent.agent.usage import UsageProbe
+    from cooee_agent.agent.watching import Watcher
     from cooee_agent.bus.transport import Transport
 
 
@@ -56,7 +57,7 @@ def real_watchers(daemon: AgentDaemon) -> list[Watcher]:
 
 
 def production_daemon(config: Config, config_loader: Callable[[], Config] | None) -> AgentDaemon:
-    """The daemon ``cooee-agent run`` starts (also importable from agent.daemon)."""
+    """The daemon ``cooee-agent run`` starts."""
     from cooee_agent.agent.daemon import AgentDaemon
 
     return AgentDaemon(
