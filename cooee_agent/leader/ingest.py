@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cooee_agent.leader.registry import REGISTRY_FILE, HostView, Registry
+from cooee_agent.leader.registry import REGISTRY_FILE, Registry
+from cooee_agent.leader.registry.views import HostView
 from cooee_agent.protocol.build import new_nonce
 from cooee_agent.protocol.errors import RejectedError
 from cooee_agent.protocol.keys import LeaderKeys, load_leader_keys
