@@ -59,7 +59,7 @@ class DevCluster:
     """A Leader node and an agent daemon, each on its own thread; ``close()`` stops both."""
 
     def __init__(self, root: Path, *, interval: float = 5.0) -> None:
-        from cooee_agent.agent.daemon import production_daemon
+        from cooee_agent.agent.wiring import production_daemon
         from cooee_agent.leader.node import LeaderNode
         from cooee_agent.leader.registry import REGISTRY_FILE, Registry
         from cooee_agent.protocol.keys import generate_leader_keys, load_leader_keys

@@ -13,9 +13,11 @@ to assignments -> READY=1 -> loop: read assignments, pump the outbox, heartbeat 
 intervention calls, write status.json, beat the watchdog. SIGTERM: STOPPING=1, a ``leaving``
 record, close. SIGHUP: reload the config (log level, heartbeat, Ollama host).
 
-The parts: agent.enrolling (identity, enrolment and assignment), agent.publishing (outbox pump,
-mesh liveness), agent.escalation (when to call for an operator), agent.reload (what a SIGHUP
-changes), agent.report (status.json, STATUS=), agent.wiring (production collaborators).
+The parts: agent.enrolling (identity, enrolment and assignment), agent.heartbeating (when a
+heartbeat is due, sending it), agent.watching (the change watchers as a set), agent.publishing
+(outbox pump, mesh liveness), agent.escalation (when to call for an operator), agent.reload (what
+a SIGHUP changes), agent.report (status.json, STATUS=), agent.wiring (production collaborators,
+and ``production_daemon``).
 """
 
 from __future__ import annotations
@@ -27,63 +29,34 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from cooee_agent.agent import intervention as calls
 from cooee_agent.agent import report
-from cooee_agent.agent.enrolling import (
-    ENROL_KEY,
-    MAX_PENDING_NONCES,
-    Enrolment,
-    Identity,
-    identity_of,
-    iso,
-    leader_bundles,
-    sealing_bundle,
-)
+from cooee_agent.agent.enrolling import Enrolment, Identity, iso, leader_bundles
 from cooee_agent.agent.escalation import Call, Escalation, local_hostname, lost_call
-from cooee_agent.agent.heartbeat import Announcement, availability, leaving
+from cooee_agent.agent.heartbeat import Announcement, leaving
+from cooee_agent.agent.heartbeating import Heartbeats
 from cooee_agent.agent.publishing import mesh_alive, publish_plain, pump, topic_peers
 from cooee_agent.agent.reach import ReachWatch
 from cooee_agent.agent.reload import reload_config
 from cooee_agent.agent.state import SEQUENCE_FILE, STATUS_FILE, write_json
 from cooee_agent.agent.state import Sequence as SeqCounter
 from cooee_agent.agent.systemd import Notifier
-from cooee_agent.agent.usage import Usage, UsageProbe
+from cooee_agent.agent.usage import UsageProbe
 from cooee_agent.agent.watchdog import Progress, WatchdogPinger
-from cooee_agent.agent.wiring import production_daemon
+from cooee_agent.agent.watching import Watcher, Watchers
 from cooee_agent.bus.outbox import Outbox
 from cooee_agent.bus.transport import TOPIC_ASSIGNMENT, TOPIC_AVAILABILITY, Subscription, Transport
 from cooee_agent.config import Config
 from cooee_agent.discovery.model import Inventory
 from cooee_agent.errors import ConfigError, CooeeError
 
-__all__ = [  # the names other modules import from here
-    "ENROL_KEY",
-    "MAX_PENDING_NONCES",
-    "AgentDaemon",
-    "Identity",
-    "Watcher",
-    "_local_hostname",
-    "identity_of",
-    "leader_bundles",
-    "production_daemon",
-    "sealing_bundle",
-]
-
 log = logging.getLogger(__name__)
 
 REDISCOVER_RETRY = 60.0  # seconds between discovery attempts while no identity can be formed
 LEAVING_GRACE = 0.5  # seconds for the leaving record to leave the process before the mesh closes
 MESH_DEAD_EXIT = 1  # run()'s exit code when the mesh died under the daemon
-
-_local_hostname = local_hostname  # the name cli.intervene imports
-
-
-class Watcher(Protocol):
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
 
 
 TransportFactory = Callable[[Config], Transport]
@@ -140,19 +113,17 @@ class AgentDaemon:
         self.outbox: Outbox | None = None
         self.enrolment: Enrolment | None = None  # once the keys and the outbox are open
         self._subscription: Subscription | None = None
-        self._watchers: list[Watcher] = []
+        self._watchers = Watchers()
         self._pinger: WatchdogPinger | None = None
-        self._usage_probe: UsageProbe = usage(config)
+        self.heartbeats = Heartbeats(
+            usage(config), self._publish_availability, clock=clock, wall=wall, rng=rng
+        )
         self._escalation = Escalation(clock)
         self.reach = ReachWatch()
 
         self.inventory: Inventory | None = None  # the latest discovery, identity or not
         self.identity_error: str | None = None
-        self._next_heartbeat: float | None = None
         self._next_discovery: float | None = None
-        self.last_heartbeat: dict[str, Any] | None = None
-        self.state = "available"
-        self.reasons: tuple[str, ...] = ()
         self._mesh_dead = False
         self._last_status_line = ""
         self.started = threading.Event()
@@ -182,6 +153,20 @@ class AgentDaemon:
     def assignment(self) -> Any:
         """The Leader's Assignment (protocol.records) once enrolled, else None."""
         return self.enrolment.assignment if self.enrolment is not None else None
+
+    @property
+    def last_heartbeat(self) -> dict[str, Any] | None:
+        return self.heartbeats.last
+
+    @property
+    def state(self) -> str:
+        """The state the last heartbeat announced (the worst of its slots)."""
+        return self.heartbeats.state
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Why the last heartbeat announced the host degraded (empty otherwise)."""
+        return self.heartbeats.reasons
 
     @property
     def enrolment_state(self) -> str:
@@ -229,7 +214,7 @@ class AgentDaemon:
         self._subscription = self.transport.subscribe(TOPIC_ASSIGNMENT)
         log.info("on the COOEE mesh as %s", self.transport.peer_id)
         if self.enrolment.resume_or_enrol(self.config.join_token):
-            self._heartbeat_soon()
+            self.heartbeats.soon()
         self._start_watchers()
         self._pinger = self._pinger_factory(self.progress)
         if self._pinger is not None:
@@ -301,8 +286,9 @@ class AgentDaemon:
     def _wait(self) -> None:
         # Sleep on the assignment subscription: an arriving assignment is handled at once.
         timeout = self.tick
-        if self._next_heartbeat is not None:
-            timeout = min(timeout, max(0.0, self._next_heartbeat - self._clock()))
+        to_heartbeat = self.heartbeats.seconds_to_next()
+        if to_heartbeat is not None:
+            timeout = min(timeout, to_heartbeat)
         if self._subscription is None or self._subscription.closed or timeout <= 0:
             self._stop.wait(timeout)
             return
@@ -381,7 +367,7 @@ class AgentDaemon:
     def _take_assignment(self, data: bytes) -> None:
         assert self.enrolment is not None
         if self.enrolment.take(data) is not None:
-            self._heartbeat_soon()
+            self.heartbeats.soon()
 
     def _pump(self) -> None:
         assert self.outbox is not None and self.transport is not None
@@ -395,62 +381,33 @@ class AgentDaemon:
 
     # -- heartbeat -----------------------------------------------------------------------------
 
-    def _heartbeat_soon(self) -> None:
-        self._next_heartbeat = self._clock()
-
     def _maybe_heartbeat(self) -> None:
-        if self.assignment is None or self.inventory is None or self._next_heartbeat is None:
+        if self.assignment is None or self.inventory is None:
             return
-        if self._clock() < self._next_heartbeat:
-            return
-        self._next_heartbeat = self._clock() + self.config.heartbeat.delay(self._rng())
-        self.heartbeat()
+        if self.heartbeats.take_due(self.config.heartbeat):
+            self.heartbeat()
 
-    def heartbeat(self) -> Announcement | None:
-        """Sample usage, sign and publish one availability record; never raises."""
+    def heartbeat(self) -> Announcement:
+        """Send one heartbeat now, and call for an operator about a GPU it finds lost."""
         assert self.transport is not None and self.inventory is not None
-        try:
-            usage = self._usage_probe()
-        except Exception as error:  # the probe factory should not raise; if it does, degrade
-            log.warning("usage probe crashed: %s", error, exc_info=True)
-            usage = Usage((), (), (), gpus_probed=False)
-        seq = self.sequence.next()
         installed = self.identity.installed if self.identity is not None else ()
-        announcement = availability(
+        announcement, sent = self.heartbeats.send(
             self.assignment,
             self.inventory,
-            usage,
             installed,
-            seq=seq,
+            seq=self.sequence.next(),
             interval_s=self.config.heartbeat.interval,
-            issued_at=iso(self._wall()),
         )
-        self._note_state(announcement)
-        try:
-            publish_plain(self.transport, self.keys, TOPIC_AVAILABILITY, announcement.record)
-        except CooeeError as error:
-            log.warning("heartbeat %d not sent: %s", seq, error)
-            return announcement
-        self.last_heartbeat = {
-            "at": iso(self._wall()),
-            "seq": seq,
-            "state": announcement.state,
-            "reasons": list(announcement.reasons),
-        }
-        log.debug("heartbeat %d: %s", seq, announcement.state)
-        self.reach.after_heartbeat(self.transport)
-        return announcement
-
-    def _note_state(self, announcement: Announcement) -> None:
-        if announcement.state != self.state or announcement.reasons != self.reasons:
-            if announcement.state == "degraded":
-                log.warning("degraded: %s", "; ".join(announcement.reasons))
-            else:
-                log.info("state %s", announcement.state)
-        self.state, self.reasons = announcement.state, announcement.reasons
         for gpu_id in self._escalation.observe(announcement.state, announcement.lost):
             self._queue(lost_call(gpu_id))
             self.request_rediscovery(f"GPU {gpu_id} lost")
+        if sent:
+            self.reach.after_heartbeat(self.transport)
+        return announcement
+
+    def _publish_availability(self, record: dict[str, Any]) -> None:
+        assert self.transport is not None
+        publish_plain(self.transport, self.keys, TOPIC_AVAILABILITY, record)
 
     def _publish_leaving(self) -> None:
         assert self.transport is not None
@@ -522,10 +479,10 @@ class AgentDaemon:
         if new.log_level != self.config.log_level:
             logging.getLogger().setLevel(new.log_level.upper())
         self.config = change.config
-        if change.heartbeat_changed and self._next_heartbeat is not None:
-            self._next_heartbeat = self._clock() + self.config.heartbeat.delay(self._rng())
+        if change.heartbeat_changed and self.heartbeats.next_due is not None:
+            self.heartbeats.reschedule(self.config.heartbeat)
         if change.ollama_changed:
-            self._usage_probe = self._usage_factory(self.config)
+            self.heartbeats.usage_probe = self._usage_factory(self.config)
             self._stop_watchers()
             self._start_watchers()
             self.request_rediscovery("Ollama host changed")
@@ -539,27 +496,10 @@ class AgentDaemon:
     # -- watchers ------------------------------------------------------------------------------
 
     def _start_watchers(self) -> None:
-        try:
-            self._watchers = list(self._watcher_factory(self))
-        except Exception:
-            log.warning("change watchers unavailable", exc_info=True)
-            self._watchers = []
-        started = []
-        for watcher in self._watchers:
-            try:
-                watcher.start()
-                started.append(watcher)
-            except Exception as error:
-                log.warning("%s not started: %s", type(watcher).__name__, error)
-        self._watchers = started
+        self._watchers.start(lambda: self._watcher_factory(self))
 
     def _stop_watchers(self) -> None:
-        for watcher in self._watchers:
-            try:
-                watcher.stop()
-            except Exception:
-                log.debug("stopping %s failed", type(watcher).__name__, exc_info=True)
-        self._watchers = []
+        self._watchers.stop()
 
     # -- status --------------------------------------------------------------------------------
 

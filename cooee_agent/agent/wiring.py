@@ -11,8 +11,10 @@ from cooee_agent.discovery.host_paths import HostPaths
 from cooee_agent.discovery.model import Inventory
 
 if TYPE_CHECKING:
-    from cooee_agent.agent.daemon import AgentDaemon, Watcher
+    from cooee_agent.agent.daemon import AgentDaemon
     from cooee_agent.agent.usage import UsageProbe
+    from cooee_agent.agent.watching import Watcher
+    from cooee_agent.bus.mesh_config import MeshConfig
     from cooee_agent.bus.transport import Transport
 
 
@@ -33,9 +35,32 @@ def real_usage(config: Config) -> UsageProbe:
 
 
 def real_transport(config: Config) -> Transport:
-    from cooee_agent.bus.libp2p_mesh import MeshConfig, start_mesh
+    from cooee_agent.bus.mesh_transport import start_mesh
 
-    return start_mesh(MeshConfig.from_config(config))
+    return start_mesh(mesh_config(config))
+
+
+def mesh_config(config: Config) -> MeshConfig:
+    """The mesh settings of the agent's TOML configuration (``[mesh]`` and ``state_dir``).
+
+    An agent joins the availability topic only with ``relay_availability``: it is the one topic
+    whose traffic grows with the cluster (every host, every interval) and its one reader is the
+    Leader, so an agent that joined it would receive and relay every other host's heartbeats
+    several times over. Its own heartbeats go to every peer that joined the topic (flood
+    publishing): the Leader, and any relay."""
+    from cooee_agent.bus.mesh_config import MeshConfig
+    from cooee_agent.bus.transport import TOPIC_AVAILABILITY, TOPICS
+
+    relay = config.mesh.relay_availability
+    return MeshConfig(
+        state_dir=config.state_dir,
+        listen=(config.mesh.listen,),
+        bootstrap=tuple(config.mesh.bootstrap),
+        mdns=config.mesh.mdns,
+        peer_exchange=config.mesh.peer_exchange,
+        topics=TOPICS if relay else tuple(t for t in TOPICS if t != TOPIC_AVAILABILITY),
+        publish_only=() if relay else (TOPIC_AVAILABILITY,),
+    )
 
 
 def real_watchers(daemon: AgentDaemon) -> list[Watcher]:
@@ -61,7 +86,7 @@ def real_watchers(daemon: AgentDaemon) -> list[Watcher]:
 
 
 def production_daemon(config: Config, config_loader: Callable[[], Config] | None) -> AgentDaemon:
-    """The daemon ``cooee-agent run`` starts (also importable from agent.daemon)."""
+    """The daemon ``cooee-agent run`` starts."""
     from cooee_agent.agent.daemon import AgentDaemon
 
     return AgentDaemon(

@@ -1,6 +1,6 @@
 """The COOEE channel's transport interface: topics, limits, messages and the Transport protocol.
 
-Every implementation (``memory.MemoryTransport`` for tests, ``libp2p_mesh.MeshTransport`` for the
+Every implementation (``memory.MemoryTransport`` for tests, ``mesh_transport.MeshTransport`` for the
 real mesh) carries opaque bytes by topic and has the same synchronous surface::
 
     transport.publish(TOPIC_ENROL, envelope_bytes)      # fire-and-forget; raises TransportError

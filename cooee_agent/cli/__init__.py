@@ -1,82 +1,66 @@
 """The ``cooee-agent`` command line: parses, calls the library, renders. Nothing else lives here.
 
-Each verb group is a module of its own (``token.py``, ...) registered below; heavy libraries
-(libp2p, NVML, udev) are imported inside the commands that need them so ``--help`` stays fast.
+Each verb is a module of its own, named in the table ``verbs.VERBS`` and imported only when that
+verb runs; heavy libraries (libp2p, NVML, udev) are imported inside the commands that need them.
+A plain verb (``token``) runs straight from ``main`` without importing typer at all; every other
+verb, ``--help`` and ``--version`` go through the typer root in ``root.py``.
 """
 
 from __future__ import annotations
 
-import logging
+import importlib
 import sys
-import traceback
+from typing import TYPE_CHECKING
 
-import typer
-
-from cooee_agent import __version__
-from cooee_agent.cli import dev as dev_cli
-from cooee_agent.cli import discover as discover_cli
-from cooee_agent.cli import enrol as enrol_cli
-from cooee_agent.cli import intervene as intervene_cli
-from cooee_agent.cli import leader as leader_cli
-from cooee_agent.cli import resolve as resolve_cli
-from cooee_agent.cli import run as run_cli
-from cooee_agent.cli import status as status_cli
-from cooee_agent.cli import token as token_cli
-from cooee_agent.cli.state import STATE
+from cooee_agent.cli.state import STATE, configure_logging
+from cooee_agent.cli.verbs import VERBS
 from cooee_agent.errors import CooeeError
 
-app = typer.Typer(
-    name="cooee-agent",
-    help="Discover this host's GPUs and models, enrol it with the CHORUS Leader over COOEE.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-app.add_typer(token_cli.app, name="token")
-app.command("discover")(discover_cli.discover)
-app.command("enrol")(enrol_cli.enrol)
-app.add_typer(leader_cli.app, name="leader")
-app.command("resolve")(resolve_cli.resolve)
-app.command("run")(run_cli.run)
-app.command("status")(status_cli.status)
-app.command("intervene")(intervene_cli.intervene)
-app.command("dev")(dev_cli.dev)
+if TYPE_CHECKING:
+    import typer
+
+PROG = "cooee-agent"
 
 
-def _show_version(value: bool) -> None:
-    if value:
-        typer.echo(f"cooee-agent {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def root(
-    version: bool = typer.Option(
-        False,
-        "--version",
-        callback=_show_version,
-        is_eager=True,
-        help="Print the version and exit.",
-    ),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
-) -> None:
-    """cooee-agent: the CHORUS host-provisioning agent."""
-    STATE.debug = debug
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Console entry point: maps CooeeError to its exit code and one line on stderr."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        app()  # standalone: usage errors exit 2 inside, our own errors come out here
+        if not _run_plain(args):
+            from cooee_agent.cli.root import app
+
+            app(args, prog_name=PROG)  # standalone: usage errors exit 2 inside, ours come out here
     except CooeeError as error:
         if STATE.debug:
+            import traceback
+
             traceback.print_exc()
-        sys.stderr.write(f"cooee-agent: error: {error}\n")
+        sys.stderr.write(f"{PROG}: error: {error}\n")
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _run_plain(args: list[str]) -> bool:
+    """Run a plain verb, after any ``--debug``, without typer; False if ``args`` name none."""
+    debug = False
+    while args[:1] == ["--debug"]:
+        debug, args = True, args[1:]
+    verb = VERBS.get(args[0]) if args else None
+    if verb is None or not verb.plain:
+        return False
+    STATE.debug = debug
+    if debug:
+        configure_logging(debug)
+    getattr(importlib.import_module(verb.module), verb.attribute)(args[1:], f"{PROG} {args[0]}")
+    return True
+
+
+def __getattr__(name: str) -> typer.Typer:
+    # ``cooee_agent.cli.app``, the typer root, for tests and embedders; built on first use so
+    # that importing ``main`` does not import typer.
+    if name == "app":
+        from cooee_agent.cli.root import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -35,9 +35,9 @@ def intervene(
     if isinstance(assignment, dict):
         hostname, host_id = assignment.get("hostname"), assignment.get("host_id")
     else:
-        from cooee_agent.agent.daemon import _local_hostname
+        from cooee_agent.agent.escalation import local_hostname
 
-        hostname, host_id = _local_hostname(), None
+        hostname, host_id = local_hostname(), None
     record = intervention.intervention_record(
         hostname=str(hostname),
         host_id=host_id if isinstance(host_id, int) else None,

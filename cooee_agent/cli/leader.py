@@ -150,7 +150,7 @@ def list_hosts(
 
 
 def _presence_text(host: object) -> str:
-    from cooee_agent.leader.registry import HostView
+    from cooee_agent.leader.registry.views import HostView
 
     assert isinstance(host, HostView)
     seen = host.presence

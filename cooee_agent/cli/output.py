@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import typer
-
 
 def emit_json(value: Any) -> None:
     """Print one JSON document, keys sorted, so scripts can diff outputs."""
-    typer.echo(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
+    print(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))

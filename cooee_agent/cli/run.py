@@ -41,8 +41,8 @@ def resolve_state_dir(config: Path | None, state_dir: Path | None) -> Path:
 
 def run(config: Path | None = CONFIG, state_dir: Path | None = STATE_DIR) -> None:
     """Run the agent: discover, enrol with the Leader, announce availability until stopped."""
-    from cooee_agent.agent.daemon import production_daemon
     from cooee_agent.agent.logs import setup_logging
+    from cooee_agent.agent.wiring import production_daemon
 
     settings = load(config, state_dir)
     secrets = [settings.join_token] if settings.join_token else []

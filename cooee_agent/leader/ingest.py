@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from cooee_agent.errors import TransportError
 from cooee_agent.leader.handled import Handled
-from cooee_agent.leader.registry import REGISTRY_FILE, HostView, Registry
+from cooee_agent.leader.registry import REGISTRY_FILE, Registry
+from cooee_agent.leader.registry.views import HostView
 from cooee_agent.protocol.errors import RejectedError
 from cooee_agent.protocol.keys import LeaderKeys, load_leader_keys
 from cooee_agent.protocol.kinds import topic_of

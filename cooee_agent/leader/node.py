@@ -29,7 +29,8 @@ class LeaderNode:
         max_age_s: int = 600,
         peer_exchange: bool = False,
     ) -> None:
-        from cooee_agent.bus.libp2p_mesh import MeshConfig, start_mesh
+        from cooee_agent.bus.mesh_config import MeshConfig
+        from cooee_agent.bus.mesh_transport import start_mesh
         from cooee_agent.leader.calls import CALLS_FILE, CallBook
         from cooee_agent.leader.ingest import Leader
         from cooee_agent.leader.service import LeaderService, envelope_validator

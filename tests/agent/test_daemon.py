@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from daemon_support import FakeHost, StandInLeader, agent_config, gpu
 
-from cooee_agent.agent.daemon import ENROL_KEY, AgentDaemon
+from cooee_agent.agent.daemon import AgentDaemon
+from cooee_agent.agent.enrolling import ENROL_KEY
 from cooee_agent.agent.enrolment_record import build_enrolment
 from cooee_agent.agent.watchdog import WatchdogPinger
 from cooee_agent.bus.memory import MemoryBus

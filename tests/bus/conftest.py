@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from meshharness import Spawner
 
-from cooee_agent.bus.libp2p_mesh import MeshConfig, MeshTransport, start_mesh
+from cooee_agent.bus.mesh_config import MeshConfig
+from cooee_agent.bus.mesh_transport import MeshTransport, start_mesh
 
 LOOPBACK = ("/ip4/127.0.0.1/tcp/0",)
 

@@ -29,7 +29,8 @@ NO_MDNS_WAIT = 12.0
 
 
 def node(state_dir: Path, mdns: bool) -> None:
-    from cooee_agent.bus.libp2p_mesh import MeshConfig, start_mesh
+    from cooee_agent.bus.mesh_config import MeshConfig
+    from cooee_agent.bus.mesh_transport import start_mesh
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     config = MeshConfig(state_dir=state_dir, listen=("/ip4/127.0.0.1/tcp/0",), mdns=mdns)

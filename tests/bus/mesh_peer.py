@@ -21,7 +21,8 @@ import threading
 import time
 from pathlib import Path
 
-from cooee_agent.bus.libp2p_mesh import MeshConfig, MeshTransport, start_mesh
+from cooee_agent.bus.mesh_config import MeshConfig
+from cooee_agent.bus.mesh_transport import MeshTransport, start_mesh
 from cooee_agent.bus.transport import Subscription
 
 _out = threading.Lock()

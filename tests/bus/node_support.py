@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cooee_agent.bus.libp2p_mesh import MeshTransport
+from cooee_agent.bus.mesh_transport import MeshTransport
 from cooee_agent.bus.transport import Message
 
 

@@ -16,8 +16,10 @@ import pytest
 from node_support import on_node, until
 
 from cooee_agent.agent.reach import ReachWatch
+from cooee_agent.agent.wiring import mesh_config
 from cooee_agent.bus import libp2p_patches
-from cooee_agent.bus.libp2p_mesh import MeshConfig, MeshTransport, multiaddrs_of
+from cooee_agent.bus.mesh_config import MeshConfig
+from cooee_agent.bus.mesh_transport import MeshTransport, multiaddrs_of
 from cooee_agent.bus.transport import TOPIC_AVAILABILITY, TOPIC_ENROL, TOPICS
 from cooee_agent.config import parse_config
 
@@ -156,12 +158,10 @@ def test_an_agent_publishes_availability_without_joining_or_relaying_it(
 
 def test_the_agent_configuration_decides_whether_it_relays_availability(tmp_path: Path) -> None:
     base = f'state_dir = "{tmp_path}"\n[leader]\nkeys = []\n'
-    plain = MeshConfig.from_config(parse_config(base, env={}))
+    plain = mesh_config(parse_config(base, env={}))
     assert TOPIC_AVAILABILITY not in plain.topics
     assert plain.publish_only == (TOPIC_AVAILABILITY,)
-    relay = MeshConfig.from_config(
-        parse_config(base + "[mesh]\nrelay_availability = true\n", env={})
-    )
+    relay = mesh_config(parse_config(base + "[mesh]\nrelay_availability = true\n", env={}))
     assert relay.topics == TOPICS and relay.publish_only == ()
 
 

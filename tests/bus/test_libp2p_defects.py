@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from node_support import on_node, received, until
 
-from cooee_agent.bus.libp2p_mesh import MeshTransport, multiaddrs_of
+from cooee_agent.bus.mesh_transport import MeshTransport, multiaddrs_of
 from cooee_agent.bus.transport import TOPIC_ENROL
 
 # 0xff starts a field with wire type 7, which protobuf does not have: ParseFromString fails.

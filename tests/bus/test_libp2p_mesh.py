@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cooee_agent.bus.libp2p_mesh import MeshConfig, MeshTransport, multiaddrs_of, start_mesh
+from cooee_agent.agent.wiring import mesh_config
+from cooee_agent.bus.mesh_config import MeshConfig
+from cooee_agent.bus.mesh_transport import MeshTransport, multiaddrs_of, start_mesh
 from cooee_agent.bus.transport import MAX_MESSAGE_BYTES, TOPIC_ENROL, Message
 from cooee_agent.errors import TransportError
 
@@ -132,7 +134,7 @@ def test_mesh_settings_come_from_the_agent_configuration(tmp_path: Path) -> None
 
     addr = "/ip4/10.0.0.1/tcp/4001/p2p/12D3KooWA4Xop1JaT3MHxwYMkCepYsv4iPVopMXwCz5iHYdBfeSB"
     config = Config(state_dir=tmp_path, mesh=MeshSection(listen=LOOPBACK[0], bootstrap=(addr,)))
-    mesh = MeshConfig.from_config(config)
+    mesh = mesh_config(config)
     assert (mesh.state_dir, mesh.listen, mesh.bootstrap, mesh.mdns) == (
         tmp_path,
         LOOPBACK,

@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from cooee_agent.bus.libp2p_mesh import MeshConfig, start_mesh
+from cooee_agent.bus.mesh_config import MeshConfig
+from cooee_agent.bus.mesh_transport import start_mesh
 
 # 0xff starts a field with wire type 7, which protobuf does not have: ParseFromString fails.
 GARBAGE = b"\xff" * 64

@@ -34,7 +34,7 @@ REPLAYS_PER_ROUND = 200
 
 # Unpatched py-libp2p 0.8.1 fails this in every run: it writes one stream from several tasks
 # and yamux interleaves their frames, so the flood corrupts an honest node's own RPCs, and the
-# receiver's parse error then ends its whole mesh node. The mesh patches both (libp2p_mesh.py).
+# receiver's parse error then ends its whole mesh node. The mesh patches both (libp2p_patches.py).
 def test_a_flooding_peer_does_not_stop_an_honest_agent_from_enrolling(
     world: World, peers: Spawner
 ) -> None:

@@ -157,7 +157,7 @@ def test_concurrent_ingesters_assign_unique_ids(leader_dir: Path) -> None:
 def test_a_registry_made_before_the_heartbeat_counters_gains_them(leader_dir: Path) -> None:
     import sqlite3
 
-    from cooee_agent.leader import registry as module
+    from cooee_agent.leader.registry import schema as module
 
     path = leader_dir / "old.sqlite3"
     old_schema = module.SCHEMA.replace(

@@ -19,7 +19,8 @@ import pytest
 from enrolment_factory import agent_keys, record
 from process_support import ENTRY, cli, free_port, until
 
-from cooee_agent.bus.libp2p_mesh import MeshConfig, MeshTransport, start_mesh
+from cooee_agent.bus.mesh_config import MeshConfig
+from cooee_agent.bus.mesh_transport import MeshTransport, start_mesh
 from cooee_agent.bus.transport import (
     TOPIC_ASSIGNMENT,
     TOPIC_AVAILABILITY,

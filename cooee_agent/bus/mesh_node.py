@@ -1,37 +1,18 @@
-"""The COOEE mesh on py-libp2p: TCP + Noise + yamux, Ed25519 peer key, signed gossipsub.
+"""The COOEE mesh node on py-libp2p: TCP + Noise + yamux, Ed25519 peer key, signed gossipsub.
 
-py-libp2p runs on trio only, and the rest of the agent is synchronous, so there are two ways in.
-
-Synchronous callers (the agent, the Leader, the CLI) start the node on its own thread::
-
-    from cooee_agent.bus.libp2p_mesh import MeshConfig, start_mesh
-    from cooee_agent.bus.transport import TOPIC_ENROL, TOPIC_ASSIGNMENT
-
-    config = MeshConfig.from_config(agent_config)      # or MeshConfig(state_dir=..., ...):
-    config = MeshConfig(state_dir=Path("/var/lib/cooee-agent"),
-                        listen=("/ip4/0.0.0.0/tcp/4001",),
-                        bootstrap=("/ip4/10.0.0.1/tcp/4001/p2p/12D3KooW...",))
-    with start_mesh(config, validator=None) as mesh:     # returns once the node listens
-        replies = mesh.subscribe(TOPIC_ASSIGNMENT)
-        mesh.publish(TOPIC_ENROL, envelope_bytes)        # raises TransportError if refused
-        message = replies.get(timeout=30.0)              # transport.Message or None
-        mesh.peers(); mesh.addrs(); mesh.topic_peers(TOPIC_ENROL)
-
-Trio callers run the node in their own nursery::
+py-libp2p runs on trio only. Trio callers run the node in their own nursery; synchronous callers
+(the agent, the Leader, the CLI) use ``mesh_transport.start_mesh``, which runs it on a thread::
 
     node = await nursery.start(run_node, config)         # a MeshNode once listening
     node.add_listener(TOPIC_ENROL, callback)             # callback(Message) on the trio thread
     await node.publish(TOPIC_ENROL, data)
     node.stop()
 
-A node joins all of ``config.topics`` (default: the four COOEE topics) from the start, and so
-relays them: gossipsub forwards only topics a node has joined. It may also publish to the topics
-of ``config.publish_only`` without joining them (an agent's availability: ``from_config``).
-
 What 0.8.1 does by default and this module changes (see docs/PROTOCOL.md, section 8):
 - plaintext, secio and TLS are offered by default: only Noise is offered here; only yamux.
 - spam protection drops a peer's messages past 10/s, relayed ones included: off, replaced by the
-  per-peer token buckets of ``MeshConfig`` (counted per forwarding peer and per originator).
+  per-peer token buckets of ``mesh_config.MeshConfig`` (counted per forwarding peer and per
+  originator).
 - the per-peer send queue (32) and the subscription queue (32) drop silently: both enlarged.
 - heartbeat every 120 s (meshes form slowly): 1 s; adaptive gossip (slows it again): off.
 - own messages go to the mesh only; PRUNEs are sent without backoff or peers and the pruner
@@ -51,28 +32,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cooee_agent.bus.libp2p_patches import apply_patches
-from cooee_agent.bus.limits import PeerRateLimiter, RateLimit, backoff_delay
+from cooee_agent.bus.limits import PeerRateLimiter, backoff_delay
+from cooee_agent.bus.mesh_config import MeshConfig
 from cooee_agent.bus.transport import (
     MAX_MESSAGE_BYTES,
-    TOPIC_AVAILABILITY,
-    TOPICS,
     Message,
-    Subscription,
     Validator,
     check_outbound,
     run_validator,
 )
 from cooee_agent.errors import TransportError
-
-if TYPE_CHECKING:
-    from cooee_agent.config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -80,56 +53,6 @@ MESHSUB_PROTOCOLS = ("/meshsub/1.2.0", "/meshsub/1.1.0")
 # Inbound RPC frames may batch several messages (go-libp2p-pubsub does); each message inside is
 # held to MAX_MESSAGE_BYTES by the validator.
 MAX_RPC_BYTES = 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class MeshConfig:
-    """Everything a node needs; the defaults are the production ones except the listen address."""
-
-    state_dir: Path
-    listen: tuple[str, ...] = ("/ip4/0.0.0.0/tcp/4001",)
-    bootstrap: tuple[str, ...] = ()
-    mdns: bool = False
-    topics: tuple[str, ...] = TOPICS  # joined: received and relayed
-    publish_only: tuple[str, ...] = ()  # published to without joining (see from_config)
-    # Per originating peer: an honest agent sends a few messages a minute.
-    originator_limit: RateLimit = field(default_factory=lambda: RateLimit(rate=20.0, burst=200.0))
-    # Per directly connected peer: a relay forwards a whole cluster's traffic.
-    forwarder_limit: RateLimit = field(default_factory=lambda: RateLimit(rate=1000.0, burst=5000.0))
-    heartbeat_interval: float = 1.0
-    send_queue_size: int = 4096
-    subscription_queue_size: int = 4096
-    # go-libp2p-pubsub's defaults; why they suit a cluster of 254 hosts: docs/PROTOCOL.md §8.
-    degree: int = 6
-    degree_low: int = 5
-    degree_high: int = 12
-    # A PRUNE names up to px_peers other peers to dial (followed from bootstrap peers only).
-    # Off by default: docs/PROTOCOL.md §8 says what it cost at 50 agents.
-    peer_exchange: bool = False
-    px_peers: int = 4
-    redial_base: float = 0.5
-    redial_cap: float = 30.0
-    dial_timeout: float = 10.0
-
-    @classmethod
-    def from_config(cls, config: Config) -> MeshConfig:
-        """The mesh settings of the agent's TOML configuration (``[mesh]`` and ``state_dir``).
-
-        An agent joins the availability topic only with ``relay_availability``: it is the one
-        topic whose traffic grows with the cluster (every host, every interval) and its one
-        reader is the Leader, so an agent that joined it would receive and relay every other
-        host's heartbeats several times over. Its own heartbeats go to every peer that joined
-        the topic (flood publishing): the Leader, and any relay."""
-        relay = config.mesh.relay_availability
-        return cls(
-            state_dir=config.state_dir,
-            listen=(config.mesh.listen,),
-            bootstrap=tuple(config.mesh.bootstrap),
-            mdns=config.mesh.mdns,
-            peer_exchange=config.mesh.peer_exchange,
-            topics=TOPICS if relay else tuple(t for t in TOPICS if t != TOPIC_AVAILABILITY),
-            publish_only=() if relay else (TOPIC_AVAILABILITY,),
-        )
 
 
 Listener = Callable[[Message], None]
@@ -386,149 +309,6 @@ async def run_node(
     await MeshNode(config, validator).run(task_status=task_status)
 
 
-class MeshTransport:
-    """The synchronous ``Transport`` over a MeshNode running on a daemon thread."""
-
-    def __init__(self, node: MeshNode, thread: threading.Thread, token: Any) -> None:
-        self._node = node
-        self._thread = thread
-        self._token = token
-        self._lock = threading.Lock()
-        self._subscriptions: list[Subscription] = []
-        self._closed = False
-
-    @property
-    def peer_id(self) -> str:
-        return self._node.peer_id
-
-    @property
-    def alive(self) -> bool:
-        """False once closed or once the node's thread has ended (the node died): from then on
-        every call raises TransportError and subscriptions receive nothing more."""
-        return not self._closed and self._thread.is_alive()
-
-    def publish(self, topic: str, data: bytes) -> None:
-        check_outbound(topic, data)
-        self._call(self._node.publish, topic, bytes(data))
-
-    def subscribe(self, topic: str) -> Subscription:
-        subscription = Subscription(topic, on_close=self._forget)
-        self._call_sync(self._node.add_listener, topic, subscription.deliver)
-        with self._lock:
-            self._subscriptions.append(subscription)
-        return subscription
-
-    def peers(self) -> list[str]:
-        return list(self._call_sync(self._node.peers))
-
-    def topic_peers(self, topic: str) -> list[str]:
-        return list(self._call_sync(self._node.topic_peers, topic))
-
-    def mesh_peers(self, topic: str) -> list[str]:
-        return list(self._call_sync(self._node.mesh_peers, topic))
-
-    def repair(self, topic: str) -> str:
-        return str(self._call(self._node.repair, topic))
-
-    def peer_protocols(self) -> dict[str, str]:
-        return dict(self._call_sync(self._node.peer_protocols))
-
-    def addrs(self) -> list[str]:
-        return list(self._call_sync(self._node.addrs))
-
-    def close(self, timeout: float = 10.0) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            subscriptions = list(self._subscriptions)
-        import trio
-
-        with contextlib.suppress(trio.RunFinishedError):
-            trio.from_thread.run_sync(self._node.stop, trio_token=self._token)
-        self._thread.join(timeout)
-        for subscription in subscriptions:
-            subscription.close()
-
-    def __enter__(self) -> MeshTransport:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _forget(self, subscription: Subscription) -> None:
-        with self._lock:
-            if subscription in self._subscriptions:
-                self._subscriptions.remove(subscription)
-        if not self._closed:
-            with contextlib.suppress(TransportError):
-                self._call_sync(
-                    self._node.remove_listener, subscription.topic, subscription.deliver
-                )
-
-    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        import trio
-
-        if self._closed:
-            raise TransportError("mesh transport is closed")
-        try:
-            return trio.from_thread.run(fn, *args, trio_token=self._token)
-        except trio.RunFinishedError as error:
-            raise TransportError("the mesh node has stopped") from error
-        except TransportError:
-            raise
-        except Exception as error:
-            raise TransportError(f"mesh call failed: {error}") from error
-
-    def _call_sync(self, fn: Callable[..., Any], *args: Any) -> Any:
-        import trio
-
-        if self._closed:
-            raise TransportError("mesh transport is closed")
-        try:
-            return trio.from_thread.run_sync(fn, *args, trio_token=self._token)
-        except trio.RunFinishedError as error:
-            raise TransportError("the mesh node has stopped") from error
-
-
-def start_mesh(
-    config: MeshConfig, validator: Validator | None = None, *, ready_timeout: float = 30.0
-) -> MeshTransport:
-    """Start a node on a daemon thread and return once it listens (TransportError otherwise)."""
-    import trio
-
-    node = MeshNode(config, validator)
-    ready = threading.Event()
-    outcome: dict[str, Any] = {}
-
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(node.run)
-            outcome["token"] = trio.lowlevel.current_trio_token()
-            ready.set()
-
-    def target() -> None:
-        try:
-            trio.run(main)
-        except BaseException as error:  # reported to start_mesh's caller, or logged if late
-            outcome["error"] = error
-            if ready.is_set():
-                logger.error("mesh node %s died: %s", node.peer_id, error, exc_info=error)
-        finally:
-            ready.set()
-
-    thread = threading.Thread(target=target, name="cooee-mesh", daemon=True)
-    thread.start()
-    if not ready.wait(ready_timeout):
-        raise TransportError(f"mesh node did not start within {ready_timeout:.0f}s")
-    if "token" not in outcome:
-        error = _first_leaf(outcome.get("error"))
-        if isinstance(error, TransportError):
-            raise error
-        raise TransportError(f"mesh node failed to start: {error}") from error
-    return MeshTransport(node, thread, outcome["token"])
-
-
 def _check_ports_free(listen: Sequence[Any]) -> None:
     """Refuse a TCP port that is taken, which 0.8.1 would not.
 
@@ -554,27 +334,3 @@ def _check_ports_free(listen: Sequence[Any]) -> None:
                 probe.bind((ip, port))
             except OSError as error:
                 raise TransportError(f"cannot listen on {maddr}: {error.strerror}") from error
-
-
-def _first_leaf(error: BaseException | None) -> BaseException | None:
-    """Trio wraps a failure in exception groups; the caller wants the failure itself."""
-    while isinstance(error, BaseExceptionGroup) and error.exceptions:
-        transport_errors = [e for e in error.exceptions if isinstance(e, TransportError)]
-        error = transport_errors[0] if transport_errors else error.exceptions[0]
-    return error
-
-
-def multiaddrs_of(transport: MeshTransport | MeshNode, host: str = "127.0.0.1") -> list[str]:
-    """The node's addresses on ``host`` only (tests and dev mode dial loopback)."""
-    return [a for a in transport.addrs() if f"/ip4/{host}/" in a]
-
-
-__all__: Sequence[str] = (
-    "MESHSUB_PROTOCOLS",
-    "MeshConfig",
-    "MeshNode",
-    "MeshTransport",
-    "multiaddrs_of",
-    "run_node",
-    "start_mesh",
-)

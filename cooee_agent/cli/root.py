@@ -1,0 +1,96 @@
+"""The typer root of ``cooee-agent``: the root options, and each verb loaded from the table."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import typer
+import typer.core
+import typer.main
+
+from cooee_agent import __version__
+from cooee_agent.cli.state import STATE, configure_logging
+from cooee_agent.cli.verbs import VERBS, Verb
+
+if TYPE_CHECKING:
+    from typer._click import Command, Context, HelpFormatter
+
+# Plain click help and errors: rich's help panels would import every verb to list them, and
+# importing rich costs more start-up than the help it formats.
+MARKUP_MODE = None
+
+# A plain verb parses its own arguments, --help included; click must pass them all through.
+PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+class VerbGroup(typer.core.TyperGroup):
+    """The root group: its commands are the rows of ``VERBS``, each imported when it runs."""
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        return list(VERBS)
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        verb = VERBS.get(cmd_name)
+        return None if verb is None else load_command(cmd_name, verb)
+
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, verb.help) for name, verb in VERBS.items()])
+
+
+def load_command(name: str, verb: Verb) -> Command:
+    """Import the verb's module and make its click command, named ``name``."""
+    target = getattr(importlib.import_module(verb.module), verb.attribute)
+    # Built under a holder as the root's own, so the verb gets the root's plain help and
+    # no completion options, as if registered on the root itself.
+    holder = typer.Typer(rich_markup_mode=MARKUP_MODE, add_completion=False)
+    if isinstance(target, typer.Typer):
+        holder.add_typer(target, name=name)
+    elif verb.plain:
+        holder.command(name, help=verb.help, context_settings=PASSTHROUGH)(_passthrough(target))
+    else:
+        holder.command(name)(target)
+    return typer.main.get_group(holder).commands[name]
+
+
+def _passthrough(main: Callable[[list[str], str], None]) -> Callable[[typer.Context], None]:
+    def command(ctx: typer.Context) -> None:
+        main(list(ctx.args), ctx.command_path)
+
+    return command
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"cooee-agent {__version__}")
+        raise typer.Exit()
+
+
+app = typer.Typer(
+    cls=VerbGroup,
+    name="cooee-agent",
+    help="Discover this host's GPUs and models, enrol it with the CHORUS Leader over COOEE.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=MARKUP_MODE,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_show_version,
+        is_eager=True,
+        help="Print the version and exit.",
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
+) -> None:
+    """cooee-agent: the CHORUS host-provisioning agent."""
+    STATE.debug = debug
+    configure_logging(debug)

@@ -1,0 +1,107 @@
+"""The Leader's registry: hosts, their pinned keys, slots and agents, host_id assignment, the
+replay cache, the assignments sent (for resends) and each host's presence, in one SQLite file
+(WAL).
+
+``Registry`` holds the connection; the work is done in one module per concern, as functions of
+that connection: ``schema`` (tables, migrations, invariants), ``admission`` (enrolments,
+host_ids, stored assignments), ``presence`` (what was last heard from each host), ``actions``
+(an operator's approve and revoke) and ``views`` (``HostView``, finding a host).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cooee_agent.leader.registry import actions, admission, presence, schema, views
+from cooee_agent.leader.registry.admission import Outcome, Sealer
+from cooee_agent.leader.registry.presence import PinnedHost
+from cooee_agent.leader.registry.views import HostView
+from cooee_agent.protocol.records import EnrolmentRecord
+
+REGISTRY_FILE = "registry.sqlite3"
+
+
+class Registry:
+    """One connection to the registry file; use one per thread or process."""
+
+    def __init__(self, path: Path, *, busy_timeout_s: float = 30.0) -> None:
+        self.path = path
+        self._db = schema.open_registry(path, busy_timeout_s=busy_timeout_s)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- enrolment -----------------------------------------------------------------------------
+
+    def enrol(
+        self,
+        record: EnrolmentRecord,
+        *,
+        now: datetime,
+        nonce_expires_at: int,
+        admitted: bool = True,
+        seal: Sealer | None = None,
+    ) -> Outcome:
+        """Apply a verified enrolment (``admission.enrol``)."""
+        return admission.enrol(
+            self._db,
+            record,
+            now=now,
+            nonce_expires_at=nonce_expires_at,
+            admitted=admitted,
+            seal=seal,
+        )
+
+    def stored_assignment(self, enrolment_nonce: str, agent_key: str) -> bytes | None:
+        return admission.stored_assignment(self._db, enrolment_nonce, agent_key)
+
+    # -- presence ------------------------------------------------------------------------------
+
+    def pinned_host(self, ed25519: str) -> PinnedHost | None:
+        return presence.pinned_host(self._db, ed25519)
+
+    def known_key(self, ed25519: str) -> sqlite3.Row | None:
+        return presence.known_key(self._db, ed25519)
+
+    def record_presence(
+        self, host: PinnedHost, record: dict[str, Any], *, now: datetime, deadline: float
+    ) -> str | None:
+        """Apply an availability or leaving record (``presence.record_presence``)."""
+        return presence.record_presence(self._db, host, record, now=now, deadline=deadline)
+
+    def sweep_offline(self, now: datetime) -> list[tuple[int, str]]:
+        return presence.sweep_offline(self._db, now)
+
+    def next_deadline(self) -> float | None:
+        return presence.next_deadline(self._db)
+
+    # -- operator actions ----------------------------------------------------------------------
+
+    def approve(self, selector: str, *, now: datetime, seal: Sealer | None = None) -> HostView:
+        return actions.approve(self._db, selector, now=now, seal=seal)
+
+    def revoke(self, selector: str) -> HostView:
+        return actions.revoke(self._db, selector)
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def hosts(self) -> list[HostView]:
+        return views.hosts(self._db)
+
+    def host(self, selector: str) -> HostView:
+        return views.view(self._db, views.find(self._db, selector)["row"])
+
+    def host_by_id(self, host_id: int) -> HostView | None:
+        return views.host_by_id(self._db, host_id)
+
+    def check(self) -> list[str]:
+        return schema.check(self._db)

@@ -1,0 +1,236 @@
+"""Admission: a verified enrolment applied to the registry, host_ids given out, and the
+assignments sent kept for resends.
+
+Every change is one BEGIN IMMEDIATE transaction, so concurrent ingesters serialise and a crash
+leaves either all of an enrolment (its assignment included) or none of it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from cooee_agent.identity import token as codec
+from cooee_agent.leader.database import transaction
+from cooee_agent.leader.errors import HostIdExhausted
+from cooee_agent.protocol.records import TOKEN_VERSION, EnrolmentRecord, SlotToken, now_text
+from cooee_agent.protocol.schema import canonical
+
+log = logging.getLogger(__name__)
+
+HOST_ID_COUNT = codec.MAX_HOST_ID + 1
+# Assignments kept per host for resends: an agent's outbox may still hold an enrolment or two that
+# a later one superseded, and each is retired only by the assignment that answers it.
+ASSIGNMENTS_KEPT = 4
+
+Sealer = Callable[[EnrolmentRecord, int, tuple[SlotToken, ...]], bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the registry decided: ``accepted`` or a registry reason, with the host's tokens."""
+
+    reason: str  # accepted | replayed | pending | not-approved | revoked | exhausted
+    detail: str
+    host_id: int | None = None
+    tokens: tuple[SlotToken, ...] = ()
+    assignment_envelope: bytes | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.reason == "accepted"
+
+
+def enrol(
+    db: sqlite3.Connection,
+    record: EnrolmentRecord,
+    *,
+    now: datetime,
+    nonce_expires_at: int,
+    admitted: bool = True,
+    seal: Sealer | None = None,
+) -> Outcome:
+    """Apply a verified enrolment; ``admitted`` is False when a new host lacks a join token.
+
+    The nonce is checked and recorded in the same transaction as the host change, so a crash
+    never leaves a recorded nonce without its registry change or the other way round. When
+    accepted, ``seal(record, host_id, tokens)`` makes the assignment envelope, which is stored
+    in that transaction too (``stored_assignment`` finds it for a resent enrolment).
+    """
+    stamp = now_text(now)
+    try:
+        with transaction(db):
+            db.execute("DELETE FROM nonces WHERE expires_at < ?", (int(now.timestamp()),))
+            if db.execute("SELECT 1 FROM nonces WHERE nonce = ?", (record.nonce,)).fetchone():
+                return Outcome("replayed", f"nonce {record.nonce} was already seen")
+            db.execute("INSERT INTO nonces VALUES (?, ?)", (record.nonce, nonce_expires_at))
+            outcome = _enrol_host(db, record, stamp, admitted)
+            if outcome.accepted and seal is not None:
+                assert outcome.host_id is not None
+                envelope = seal(record, outcome.host_id, outcome.tokens)
+                store_assignment(db, record, envelope, stamp)
+                return Outcome(
+                    outcome.reason, outcome.detail, outcome.host_id, outcome.tokens, envelope
+                )
+            return outcome
+    except HostIdExhausted as error:
+        return Outcome("exhausted", str(error))
+
+
+def _enrol_host(
+    db: sqlite3.Connection, record: EnrolmentRecord, stamp: str, admitted: bool
+) -> Outcome:
+    host = db.execute(
+        "SELECT * FROM hosts WHERE hostname = ? AND mac = ?",
+        (record.host.hostname, record.host.mac),
+    ).fetchone()
+    name = f"{record.host.hostname} ({record.host.mac})"
+    document = canonical(record.to_dict()).decode("utf-8")
+    if host is None:
+        if not admitted:
+            db.execute(
+                "INSERT INTO hosts (hostname, mac, status, pending_ed25519, pending_age,"
+                " pending_record, first_seen) VALUES (?, ?, 'pending', ?, ?, ?, ?)",
+                (
+                    record.host.hostname,
+                    record.host.mac,
+                    record.agent_ed25519,
+                    record.agent_age,
+                    document,
+                    stamp,
+                ),
+            )
+            return Outcome(
+                "not-approved",
+                f"new host {name} has no valid join token; held for 'leader approve'",
+            )
+        host_id = free_host_id(db)
+        cursor = db.execute(
+            "INSERT INTO hosts (host_id, hostname, mac, status, first_seen)"
+            " VALUES (?, ?, ?, 'active', ?)",
+            (host_id, record.host.hostname, record.host.mac, stamp),
+        )
+        row = cursor.lastrowid
+        assert row is not None
+        tokens = apply_record(db, row, host_id, record, document, stamp)
+        log.info("admitted new host %s as host_id %d", name, host_id)
+        return Outcome("accepted", f"new host {name}", host_id, tokens)
+    if host["status"] == "revoked":
+        return Outcome("revoked", f"host {name} was revoked by an operator")
+    if host["status"] == "pending":
+        db.execute(
+            "UPDATE hosts SET pending_ed25519 = ?, pending_age = ?, pending_record = ?"
+            " WHERE row = ?",
+            (record.agent_ed25519, record.agent_age, document, host["row"]),
+        )
+        return Outcome("not-approved", f"host {name} waits for 'leader approve'")
+    if not hmac.compare_digest(host["ed25519"], record.agent_ed25519):
+        db.execute(
+            "UPDATE hosts SET pending_ed25519 = ?, pending_age = ?, pending_record = ?"
+            " WHERE row = ?",
+            (record.agent_ed25519, record.agent_age, document, host["row"]),
+        )
+        return Outcome(
+            "pending",
+            f"host {name} returned with a different agent key; "
+            "held until an operator runs 'leader approve'",
+            host["host_id"],
+        )
+    tokens = apply_record(db, host["row"], host["host_id"], record, document, stamp)
+    return Outcome("accepted", f"known host {name}", host["host_id"], tokens)
+
+
+def free_host_id(db: sqlite3.Connection) -> int:
+    # Lowest id never given to any host row; revoked hosts keep theirs, so an id is never
+    # reused and an old token can never name a different host.
+    used = {row[0] for row in db.execute("SELECT host_id FROM hosts WHERE host_id IS NOT NULL")}
+    for candidate in range(HOST_ID_COUNT):
+        if candidate not in used:
+            return candidate
+    raise HostIdExhausted(
+        f"host_id space exhausted: all {HOST_ID_COUNT} host ids (0..{HOST_ID_COUNT - 1}) "
+        "are taken; revoked hosts keep theirs"
+    )
+
+
+def apply_record(
+    db: sqlite3.Connection,
+    row: int,
+    host_id: int,
+    record: EnrolmentRecord,
+    document: str,
+    stamp: str,
+    *,
+    clear_pending: bool = False,
+) -> tuple[SlotToken, ...]:
+    """Pin the record's keys and replace the host's slots and agents by the record's.
+
+    A pending key change stays until an operator decides: the old key enrolling again must
+    not wipe the evidence that someone else claimed this host.
+    """
+    db.execute(
+        "UPDATE hosts SET ed25519 = ?, age = ?, record = ?, last_enrolled = ?, status ="
+        " 'active' WHERE row = ?",
+        (record.agent_ed25519, record.agent_age, document, stamp, row),
+    )
+    if clear_pending:
+        db.execute(
+            "UPDATE hosts SET pending_ed25519 = NULL, pending_age = NULL,"
+            " pending_record = NULL WHERE row = ?",
+            (row,),
+        )
+    db.execute("DELETE FROM slots WHERE host_row = ?", (row,))
+    db.execute("DELETE FROM agents WHERE host_row = ?", (row,))
+    tokens = []
+    for slot in record.slots:
+        token = codec.encode(TOKEN_VERSION, host_id, slot.slot)
+        db.execute(
+            "INSERT INTO slots VALUES (?, ?, ?, ?, ?, ?)",
+            (row, slot.slot, slot.gpu_id, slot.vendor, slot.name, token),
+        )
+        tokens.append(SlotToken(slot=slot.slot, gpu_id=slot.gpu_id, token=token))
+    db.executemany(
+        "INSERT INTO agents VALUES (?, ?, ?, ?, ?)",
+        [(row, a.key, a.slot, a.tuple.model, a.tuple.gpu_id) for a in record.agents],
+    )
+    return tuple(tokens)
+
+
+def store_assignment(
+    db: sqlite3.Connection, record: EnrolmentRecord, envelope: bytes, stamp: str
+) -> None:
+    row = db.execute(
+        "SELECT row FROM hosts WHERE hostname = ? AND mac = ?",
+        (record.host.hostname, record.host.mac),
+    ).fetchone()["row"]
+    db.execute(
+        "INSERT OR REPLACE INTO assignments VALUES (?, ?, ?, ?, ?)",
+        (record.nonce, row, record.agent_ed25519, envelope, stamp),
+    )
+    db.execute(
+        "DELETE FROM assignments WHERE host_row = ? AND enrolment_nonce NOT IN (SELECT"
+        " enrolment_nonce FROM assignments WHERE host_row = ? ORDER BY rowid DESC LIMIT ?)",
+        (row, row, ASSIGNMENTS_KEPT),
+    )
+
+
+def stored_assignment(db: sqlite3.Connection, enrolment_nonce: str, agent_key: str) -> bytes | None:
+    """The assignment sent for this enrolment, if it is one of its host's latest and the host
+    is still active with the same pinned key (a revoked or re-keyed host gets nothing)."""
+    row = db.execute(
+        "SELECT a.envelope, a.agent_key, h.ed25519, h.status FROM assignments a"
+        " JOIN hosts h ON h.row = a.host_row WHERE a.enrolment_nonce = ?",
+        (enrolment_nonce,),
+    ).fetchone()
+    if row is None or row["status"] != "active" or row["ed25519"] is None:
+        return None
+    if not (
+        hmac.compare_digest(row["agent_key"], agent_key)
+        and hmac.compare_digest(row["ed25519"], agent_key)
+    ):
+        return None
+    return bytes(row["envelope"])

@@ -1,0 +1,107 @@
+"""The registry's tables: the schema, the columns later releases added, and its invariants."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from cooee_agent.identity import token as codec
+from cooee_agent.leader.database import add_missing_columns, open_database
+from cooee_agent.protocol.records import TOKEN_VERSION, EnrolmentRecord
+from cooee_agent.protocol.schema import loads
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS hosts (
+    row INTEGER PRIMARY KEY,
+    host_id INTEGER UNIQUE CHECK (host_id BETWEEN 0 AND 1023),
+    hostname TEXT NOT NULL,
+    mac TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('active', 'pending', 'revoked')),
+    ed25519 TEXT,
+    age TEXT,
+    record TEXT,
+    pending_ed25519 TEXT,
+    pending_age TEXT,
+    pending_record TEXT,
+    first_seen TEXT NOT NULL,
+    last_enrolled TEXT,
+    UNIQUE (hostname, mac)
+);
+CREATE TABLE IF NOT EXISTS slots (
+    host_row INTEGER NOT NULL REFERENCES hosts (row),
+    slot INTEGER NOT NULL,
+    gpu_id TEXT NOT NULL,
+    vendor TEXT NOT NULL,
+    name TEXT NOT NULL,
+    token TEXT NOT NULL UNIQUE,
+    PRIMARY KEY (host_row, slot)
+);
+CREATE TABLE IF NOT EXISTS agents (
+    host_row INTEGER NOT NULL REFERENCES hosts (row),
+    key TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    gpu_id TEXT NOT NULL,
+    PRIMARY KEY (host_row, key)
+);
+CREATE TABLE IF NOT EXISTS nonces (
+    nonce TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS nonces_expiry ON nonces (expires_at);
+CREATE TABLE IF NOT EXISTS assignments (
+    enrolment_nonce TEXT PRIMARY KEY,
+    host_row INTEGER NOT NULL REFERENCES hosts (row),
+    agent_key TEXT NOT NULL,
+    envelope BLOB NOT NULL,
+    stored_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS assignments_host ON assignments (host_row);
+CREATE TABLE IF NOT EXISTS presence (
+    host_row INTEGER PRIMARY KEY REFERENCES hosts (row),
+    state TEXT NOT NULL CHECK (state IN ('online', 'offline', 'left')),
+    last_seen TEXT NOT NULL,
+    deadline REAL NOT NULL,
+    issued_at TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    interval_s INTEGER,
+    reason TEXT,
+    slots TEXT NOT NULL,
+    heard INTEGER NOT NULL DEFAULT 0,
+    missed INTEGER NOT NULL DEFAULT 0
+);
+"""
+# Columns added after the first release: (table, column, definition) for older files.
+ADDED_COLUMNS = (
+    ("presence", "heard", "INTEGER NOT NULL DEFAULT 0"),
+    ("presence", "missed", "INTEGER NOT NULL DEFAULT 0"),
+)
+
+
+def open_registry(path: Path, *, busy_timeout_s: float) -> sqlite3.Connection:
+    """Open (creating) the registry file, brought up to this release's schema."""
+    db = open_database(path, SCHEMA, busy_timeout_s=busy_timeout_s)
+    add_missing_columns(db, ADDED_COLUMNS)
+    return db
+
+
+def check(db: sqlite3.Connection) -> list[str]:
+    """Consistency problems found (empty when sound): SQLite's own check plus our invariants."""
+    problems = [r[0] for r in db.execute("PRAGMA integrity_check") if r[0] != "ok"]
+    problems += [f"foreign key violation in {r[0]}" for r in db.execute("PRAGMA foreign_key_check")]
+    for row in db.execute(
+        "SELECT h.host_id, s.slot, s.token FROM slots s JOIN hosts h ON h.row = s.host_row"
+    ):
+        if row["host_id"] is None or codec.encode(TOKEN_VERSION, row[0], row[1]) != row[2]:
+            problems.append(f"slot {row[1]} of host_id {row[0]} carries token {row[2]}")
+    for row in db.execute(
+        "SELECT row, host_id, hostname, mac, record FROM hosts WHERE status = 'active'"
+    ):
+        if row["record"] is None:
+            problems.append(f"active host {row['hostname']} has no accepted record")
+            continue
+        record = EnrolmentRecord.from_dict(loads(row["record"], "stored record"))
+        agents = db.execute("SELECT key FROM agents WHERE host_row = ?", (row["row"],))
+        if {a["key"] for a in agents} != {a.key for a in record.agents}:
+            problems.append(f"agents of host_id {row['host_id']} differ from its record")
+    return problems

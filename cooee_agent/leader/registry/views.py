@@ -1,0 +1,178 @@
+"""What the registry shows of a host: its slots, agents and presence, and finding a host by name."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from cooee_agent.identity.canonical import normalise_mac
+from cooee_agent.leader.errors import RegistryError
+from cooee_agent.protocol.schema import loads
+
+# How the announced slot states sum up to one word for the host, worst first.
+SLOT_STATE_ORDER = ("degraded", "draining", "busy", "available")
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """What the Leader last heard from a host: ``state`` is online, offline or left."""
+
+    state: str
+    last_seen: str
+    issued_at: str
+    seq: int
+    interval_s: int | None
+    reason: str | None
+    slots: tuple[dict[str, Any], ...]
+    heard: int = 0  # availability and leaving records applied
+    missed: int = 0  # sequence numbers skipped between them: records that never arrived
+
+    @property
+    def agent_state(self) -> str | None:
+        """The worst announced slot state (degraded > draining > busy > available)."""
+        states = {str(s.get("state")) for s in self.slots}
+        return next((state for state in SLOT_STATE_ORDER if state in states), None)
+
+
+@dataclass(frozen=True, slots=True)
+class HostView:
+    host_id: int | None
+    hostname: str
+    mac: str
+    status: str  # active | pending | revoked
+    key_change_pending: bool
+    ed25519: str | None
+    first_seen: str
+    last_enrolled: str | None
+    slots: tuple[dict[str, Any], ...]
+    agents: tuple[dict[str, Any], ...]
+    presence: Presence | None = None
+
+    @property
+    def state(self) -> str:
+        """online, offline, left, or unknown (no availability heard yet)."""
+        return "unknown" if self.presence is None else self.presence.state
+
+    def to_dict(self) -> dict[str, Any]:
+        presence = self.presence
+        announced = {} if presence is None else {s["slot"]: s for s in presence.slots}
+        return {
+            "host_id": self.host_id,
+            "hostname": self.hostname,
+            "mac": self.mac,
+            "status": self.status,
+            "key_change_pending": self.key_change_pending,
+            "ed25519": self.ed25519,
+            "first_seen": self.first_seen,
+            "last_enrolled": self.last_enrolled,
+            "slots": [
+                {**slot, "availability": _slot_metrics(announced.get(slot["slot"]))}
+                for slot in self.slots
+            ],
+            "agents": list(self.agents),
+            "state": self.state,
+            "online": self.state == "online",
+            "last_seen": None if presence is None else presence.last_seen,
+            "agent_state": None if presence is None else presence.agent_state,
+            "seq": None if presence is None else presence.seq,
+            "interval_s": None if presence is None else presence.interval_s,
+            "left_reason": presence.reason if presence and presence.state == "left" else None,
+            "heartbeats_heard": 0 if presence is None else presence.heard,
+            "heartbeats_missed": 0 if presence is None else presence.missed,
+        }
+
+
+def _slot_metrics(announced: dict[str, Any] | None) -> dict[str, Any] | None:
+    if announced is None:
+        return None
+    return {k: v for k, v in announced.items() if k not in ("slot", "token")}
+
+
+def hosts(db: sqlite3.Connection) -> list[HostView]:
+    rows = db.execute(
+        "SELECT row FROM hosts ORDER BY host_id IS NULL, host_id, hostname"
+    ).fetchall()
+    return [view(db, r["row"]) for r in rows]
+
+
+def host_by_id(db: sqlite3.Connection, host_id: int) -> HostView | None:
+    row = db.execute("SELECT row FROM hosts WHERE host_id = ?", (host_id,)).fetchone()
+    return None if row is None else view(db, row["row"])
+
+
+def view(db: sqlite3.Connection, row: int) -> HostView:
+    host = db.execute("SELECT * FROM hosts WHERE row = ?", (row,)).fetchone()
+    slots = db.execute(
+        "SELECT slot, gpu_id, vendor, name, token FROM slots WHERE host_row = ? ORDER BY slot",
+        (row,),
+    ).fetchall()
+    agents = db.execute(
+        "SELECT slot, key, model, gpu_id FROM agents WHERE host_row = ? ORDER BY slot, model",
+        (row,),
+    ).fetchall()
+    seen = db.execute("SELECT * FROM presence WHERE host_row = ?", (row,)).fetchone()
+    presence = None
+    if seen is not None:
+        presence = Presence(
+            state=seen["state"],
+            last_seen=seen["last_seen"],
+            issued_at=seen["issued_at"],
+            seq=seen["seq"],
+            interval_s=seen["interval_s"],
+            reason=seen["reason"],
+            slots=tuple(loads(seen["slots"].encode("utf-8"), "stored slots")),
+            heard=seen["heard"],
+            missed=seen["missed"],
+        )
+    return HostView(
+        host_id=host["host_id"],
+        hostname=host["hostname"],
+        mac=host["mac"],
+        status=host["status"],
+        key_change_pending=host["status"] == "active" and host["pending_ed25519"] is not None,
+        ed25519=host["ed25519"],
+        first_seen=host["first_seen"],
+        last_enrolled=host["last_enrolled"],
+        slots=tuple(dict(s) for s in slots),
+        agents=tuple(
+            {
+                **dict(a),
+                "hostname": host["hostname"],
+                "mac": host["mac"],
+            }
+            for a in agents
+        ),
+        presence=presence,
+    )
+
+
+def find(db: sqlite3.Connection, selector: str) -> sqlite3.Row:
+    """A host by host_id, ``hostname``, ``hostname/mac`` or mac; exactly one must match."""
+    text = selector.strip().lower()
+    if text.isdigit():
+        rows = db.execute("SELECT * FROM hosts WHERE host_id = ?", (int(text),)).fetchall()
+    elif "/" in text:
+        hostname, _, mac = text.partition("/")
+        rows = db.execute(
+            "SELECT * FROM hosts WHERE hostname = ? AND mac = ?",
+            (hostname.rstrip("."), _mac_or_raw(mac)),
+        ).fetchall()
+    else:
+        rows = db.execute(
+            "SELECT * FROM hosts WHERE hostname = ? OR mac = ?",
+            (text.rstrip("."), _mac_or_raw(text)),
+        ).fetchall()
+    if not rows:
+        raise RegistryError(f"no host matches {selector!r}")
+    if len(rows) > 1:
+        names = ", ".join(f"{r['hostname']}/{r['mac']}" for r in rows)
+        raise RegistryError(f"{selector!r} matches several hosts ({names}); name hostname/mac")
+    return rows[0]
+
+
+def _mac_or_raw(text: str) -> str:
+    try:
+        return normalise_mac(text)
+    except ValueError:
+        return text
