@@ -22,15 +22,14 @@ from cooee_agent.atomic import create_file
 from cooee_agent.identity.canonical import CROCKFORD, short_key
 from cooee_agent.protocol import b64
 from cooee_agent.protocol.errors import KeyFileError
-from cooee_agent.protocol.paths import (  # noqa: F401 (state_dir re-exported)
-    AGENT_IDENTITY_FILE,
-    AGENT_SIGNING_FILE,
-    LEADER_IDENTITY_FILE,
-    LEADER_SIGNING_FILE,
-    state_dir,
-)
 
 log = logging.getLogger(__name__)
+
+# The key files' names in a state directory.
+AGENT_SIGNING_FILE = "agent-signing.key"
+AGENT_IDENTITY_FILE = "agent-identity.age"
+LEADER_SIGNING_FILE = "leader-signing.key"
+LEADER_IDENTITY_FILE = "leader-identity.age"
 
 BUNDLE_PREFIX = "cooee-leader-v1"
 FINGERPRINT_BITS = 80

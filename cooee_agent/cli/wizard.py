@@ -12,19 +12,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from cooee_agent.config_write import (
-    AgentKeysReady,
+from cooee_agent.config.answers import (
     Answers,
-    Written,
-    apply_answers,
     check_bootstrap,
-    check_can_create,
     check_interval,
     check_join_token,
     check_leader_key,
+    leader_fingerprint,
+)
+from cooee_agent.config.write import (
+    AgentKeysReady,
+    Written,
+    apply_answers,
+    check_can_create,
     check_writable,
     existing_text,
-    leader_fingerprint,
     summary,
 )
 from cooee_agent.errors import CooeeError, InputError
