@@ -1,7 +1,7 @@
 """The interactive first-run wizard behind ``cooee-agent enrol``: ask, check, confirm, write.
 
-Questions go through a Prompter, so tests drive the whole flow with scripted answers. Besides
-the CLI, this is the one module allowed to talk to the operator.
+Questions go through a Prompter, so tests drive the whole flow with scripted answers. Each
+answer is checked by the configuration's own rule for its key (``cooee_agent.config.answers``).
 """
 
 from __future__ import annotations
