@@ -119,6 +119,7 @@ def _flags(
         leader_fingerprint,
         read_join_token_file,
     )
+    from cooee_agent.config.model import DEFAULT_INTERVAL
     from cooee_agent.config.write import apply_answers
 
     if not leader_key:
@@ -132,7 +133,7 @@ def _flags(
         bootstrap=peers,
         mdns=mdns,
         join_token=None if join_token_file is None else read_join_token_file(join_token_file),
-        interval=30.0 if interval is None else check_interval(interval),
+        interval=DEFAULT_INTERVAL if interval is None else check_interval(interval),
         state_dir=state_dir,
         ollama_host=_checked_ollama_host(ollama_host),
     )

@@ -20,6 +20,7 @@ from cooee_agent.config.answers import (
     check_leader_key,
     leader_fingerprint,
 )
+from cooee_agent.config.model import DEFAULT_INTERVAL
 from cooee_agent.config.write import (
     AgentKeysReady,
     Written,
@@ -144,8 +145,8 @@ def _questions(io: Prompter, *, state_dir: Path, ollama_host: str | None) -> Ans
     )
     interval = _ask_until(
         io,
-        "Heartbeat interval in seconds [30]: ",
-        lambda text: check_interval(text) if text.strip() else 30.0,
+        f"Heartbeat interval in seconds [{DEFAULT_INTERVAL:g}]: ",
+        lambda text: check_interval(text) if text.strip() else DEFAULT_INTERVAL,
     )
     return Answers(
         leader_key=leader_key,
