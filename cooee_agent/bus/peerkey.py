@@ -9,11 +9,11 @@ both forms are read. Vector in docs/PROTOCOL.md, section 8.
 from __future__ import annotations
 
 import logging
-import os
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cooee_agent.atomic import create_file
 from cooee_agent.errors import TransportError
 
 if TYPE_CHECKING:
@@ -34,9 +34,14 @@ def load_or_create_peer_key(state_dir: Path) -> KeyPair:
         raw = path.read_bytes()
     except FileNotFoundError:
         key_pair = create_new_key_pair()
-        _write_private(path, encode_peer_key(key_pair.private_key.to_bytes()))
-        logger.info("created a new peer key at %s", path)
-        return key_pair
+        try:
+            _write_private(path, encode_peer_key(key_pair.private_key.to_bytes()))
+        except FileExistsError:
+            # Another process made it first (this node is that one), or a broken link is there.
+            raw = _read(path)
+        else:
+            logger.info("created a new peer key at %s", path)
+            return key_pair
     except OSError as error:
         raise TransportError(f"cannot read peer key {path}: {error.strerror}") from error
 
@@ -76,19 +81,14 @@ def _decode_peer_key(raw: bytes, path: Path) -> Any:
     return private_key
 
 
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise TransportError(f"cannot read peer key {path}: {error.strerror}") from error
+
+
 def _write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` 0600 atomically: a crash leaves either no key or a whole key."""
+    """Create the key 0600, whole or not at all; FileExistsError when one is already there."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    create_file(path, data)

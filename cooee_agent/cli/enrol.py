@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 import typer
 
 from cooee_agent.cli.output import emit_json
-from cooee_agent.errors import ConfigError, DiscoveryError, InputError
-from cooee_agent.protocol.paths import DEFAULT_STATE_DIR, STATE_DIR_ENV
+from cooee_agent.config.paths import DEFAULT_STATE_DIR, STATE_DIR_ENV
+from cooee_agent.errors import DiscoveryError, InputError
 
 if TYPE_CHECKING:
-    from cooee_agent.wizard import Prompter
+    from cooee_agent.cli.wizard import Prompter
 
 
 def enrol(
@@ -77,7 +77,7 @@ def enrol(
         return
     if join_token is not None:
         raise InputError("--join-token is for --dry-run/--out; use --join-token-file instead")
-    from cooee_agent.config import config_path
+    from cooee_agent.config.paths import config_path
 
     path = config_path(config).absolute()
     if not non_interactive:
@@ -111,15 +111,16 @@ def _flags(
     ollama_host: str | None,
 ) -> dict[str, object]:
     """Write the configuration from flags; what was written, for --json."""
-    from cooee_agent.config_write import (
+    from cooee_agent.config.answers import (
         Answers,
-        apply_answers,
         check_bootstrap,
         check_interval,
         check_leader_key,
         leader_fingerprint,
         read_join_token_file,
     )
+    from cooee_agent.config.model import DEFAULT_INTERVAL
+    from cooee_agent.config.write import apply_answers
 
     if not leader_key:
         raise InputError("--leader-key is required with --non-interactive")
@@ -132,7 +133,7 @@ def _flags(
         bootstrap=peers,
         mdns=mdns,
         join_token=None if join_token_file is None else read_join_token_file(join_token_file),
-        interval=30.0 if interval is None else check_interval(interval),
+        interval=DEFAULT_INTERVAL if interval is None else check_interval(interval),
         state_dir=state_dir,
         ollama_host=_checked_ollama_host(ollama_host),
     )
@@ -154,13 +155,12 @@ def _checked_ollama_host(value: str | None) -> str | None:
     """The address as the configuration will hold it; checked by the configuration's own rule."""
     if value is None:
         return None
-    from cooee_agent.config import parse_config
-    from cooee_agent.config_write import toml_string
+    from cooee_agent.config.answers import check_ollama_host
 
     try:
-        return parse_config(f"[ollama]\nhost = {toml_string(value)}\n", env={}).ollama.host
-    except ConfigError as error:
-        raise InputError(f"--ollama-host: {str(error).split(': ', 1)[-1]}") from None
+        return check_ollama_host(value)
+    except InputError as error:
+        raise InputError(f"--ollama-host: {error}") from None
 
 
 def _interactive(path: Path, state_dir: Path, force: bool, ollama_host: str | None) -> None:
@@ -169,7 +169,7 @@ def _interactive(path: Path, state_dir: Path, force: bool, ollama_host: str | No
             "the wizard asks its questions on a terminal and stdin is not one; "
             "for automation use --non-interactive --leader-key BUNDLE --bootstrap ADDR"
         )
-    from cooee_agent.wizard import TerminalPrompter, run_wizard
+    from cooee_agent.cli.wizard import TerminalPrompter, run_wizard
 
     host = _checked_ollama_host(ollama_host)
 
@@ -210,7 +210,7 @@ def _envelope(
     if not leader_key:
         raise InputError("--leader-key is required with --non-interactive")
     from cooee_agent.agent.enrolment_record import build_enrolment
-    from cooee_agent.config_write import read_bundle_text, read_join_token_file
+    from cooee_agent.config.answers import read_bundle_text, read_join_token_file
     from cooee_agent.discovery.inventory import agent_tuples, discover
     from cooee_agent.protocol import (
         load_or_create_agent_keys,

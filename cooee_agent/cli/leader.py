@@ -11,8 +11,8 @@ import typer
 
 from cooee_agent.cli.output import emit_json
 from cooee_agent.cli.state import STATE
+from cooee_agent.config.paths import DEFAULT_STATE_DIR, STATE_DIR_ENV
 from cooee_agent.errors import CooeeError
-from cooee_agent.protocol.paths import DEFAULT_STATE_DIR, STATE_DIR_ENV
 
 app = typer.Typer(help="Run the reference Leader: on the mesh, or by hand.", no_args_is_help=True)
 calls_app = typer.Typer(

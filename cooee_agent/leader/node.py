@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from cooee_agent.atomic import replace_file
 from cooee_agent.protocol.sealing import Window
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ class LeaderNode:
 
 
 def _write_addrs(path: Path, addrs: list[str]) -> None:
-    """Atomically, so a script polling for the file never reads half of it."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text("".join(f"{addr}\n" for addr in addrs), encoding="utf-8")
-    partial.replace(path)
+    """Atomically, so a script polling for the file never reads half of it; not synced, as it is
+    rewritten at every start."""
+    data = "".join(f"{addr}\n" for addr in addrs).encode("utf-8")
+    replace_file(path, data, mode=0o644, durable=False)

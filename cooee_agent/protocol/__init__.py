@@ -1,6 +1,6 @@
 """The COOEE wire protocol: key files, record types, the envelope, and sealing.
 
-The public names below load on first use, so importing a light submodule (``paths``) does not
+The public names below load on first use, so importing a light submodule (``b64``) does not
 pull in the crypto libraries.
 """
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import stat
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,18 +18,18 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pyrage import x25519
 
+from cooee_agent.atomic import create_file
 from cooee_agent.identity.canonical import CROCKFORD, short_key
 from cooee_agent.protocol import b64
 from cooee_agent.protocol.errors import KeyFileError
-from cooee_agent.protocol.paths import (  # noqa: F401 (state_dir re-exported)
-    AGENT_IDENTITY_FILE,
-    AGENT_SIGNING_FILE,
-    LEADER_IDENTITY_FILE,
-    LEADER_SIGNING_FILE,
-    state_dir,
-)
 
 log = logging.getLogger(__name__)
+
+# The key files' names in a state directory.
+AGENT_SIGNING_FILE = "agent-signing.key"
+AGENT_IDENTITY_FILE = "agent-identity.age"
+LEADER_SIGNING_FILE = "leader-signing.key"
+LEADER_IDENTITY_FILE = "leader-identity.age"
 
 BUNDLE_PREFIX = "cooee-leader-v1"
 FINGERPRINT_BITS = 80
@@ -166,24 +164,14 @@ def check_private_file(path: Path) -> None:
 def _write_private(path: Path, data: bytes) -> bool:
     """Create ``path`` with mode 0600 unless it exists; True when this call created it.
 
-    Written to a temporary file and linked into place, so a reader never sees a half-written key
-    and two processes generating at once agree on one key (the loser's link fails).
+    Two processes generating at once agree on one key: the second finds the first's file.
     """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        os.fchmod(descriptor, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            return False
-        return True
-    finally:
-        os.unlink(temporary)
+        create_file(path, data)
+    except FileExistsError:
+        return False
+    return True
 
 
 def _signing_pem(key: Ed25519PrivateKey) -> bytes:

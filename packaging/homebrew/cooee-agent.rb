@@ -5,7 +5,7 @@ class CooeeAgent < Formula
   desc "COOEE agent for CHORUS LLM hosts: announces GPUs and Ollama models to the Leader"
   homepage "https://releases.cooee-agent.example/"
   url "https://releases.cooee-agent.example/cooee-agent-0.1.0.tar.gz"
-  sha256 "160816f170ca37b11d9e0e67383d6d24bfaefe0afe6ef006d04846d816c4856a"
+  sha256 "35ac825ec5fa5bf3274679562e2c93322da1400a0aff8ad91f143e8bc9c0802b"
   license "Apache-2.0"
 
   # Sources need: Rust (cryptography, pyrage, pydantic-core, blake3), gmp (fastecdsa).
@@ -168,6 +168,11 @@ class CooeeAgent < Formula
   resource "morphys" do
     url "https://files.pythonhosted.org/packages/f9/4f/cb781d0ac5d079adabc77dc4f0bc99fc81c390029bd33c6e70552139e762/morphys-1.0-py2.py3-none-any.whl"
     sha256 "76d6dbaa4d65f597e59d332c81da786d83e4669387b9b2a750cfec74e7beec20"
+  end
+
+  resource "msgspec" do
+    url "https://files.pythonhosted.org/packages/d0/e6/6dcf9306ff3c5e486578f3bf29ed11dfbdbbc2a8bf0caf7e07d392887fda/msgspec-0.22.0.tar.gz"
+    sha256 "0a13624a4969159fe35d8c2a3d377b2b61bbd8585e327440d5e52725affcce38"
   end
 
   resource "multiaddr" do

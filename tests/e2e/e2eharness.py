@@ -162,7 +162,7 @@ class World:
 
     @property
     def leader_identity(self) -> Path:
-        from cooee_agent.protocol.paths import LEADER_IDENTITY_FILE
+        from cooee_agent.protocol.keys import LEADER_IDENTITY_FILE
 
         return self.leader_dir / LEADER_IDENTITY_FILE
 

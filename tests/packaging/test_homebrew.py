@@ -13,7 +13,7 @@ from types import ModuleType
 import pytest
 from packaging.utils import canonicalize_name
 
-from cooee_agent.config import ENV_CONFIG, ENV_STATE_DIR
+from cooee_agent.config import CONFIG_ENV, STATE_DIR_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 FORMULA = ROOT / "packaging/homebrew/cooee-agent.rb"
@@ -76,7 +76,7 @@ def test_formula_version_source_and_service_match_the_project() -> None:
     assert "include Language::Python::Virtualenv" in text
     assert "virtualenv_install_with_resources" in text
     assert 'run [opt_bin/"cooee-agent", "run"]' in text
-    assert f"{ENV_CONFIG}: " in text and f"{ENV_STATE_DIR}: " in text
+    assert f"{CONFIG_ENV}: " in text and f"{STATE_DIR_ENV}: " in text
 
 
 def test_launchd_plist_runs_the_agent_kept_alive_with_logs() -> None:
@@ -89,8 +89,8 @@ def test_launchd_plist_runs_the_agent_kept_alive_with_logs() -> None:
     assert job["StandardOutPath"] == job["StandardErrorPath"]
     assert job["StandardErrorPath"] == "/opt/homebrew/var/log/cooee-agent.log"
     assert job["EnvironmentVariables"] == {
-        ENV_CONFIG: "/opt/homebrew/etc/cooee-agent/config.toml",
-        ENV_STATE_DIR: "/opt/homebrew/var/lib/cooee-agent",
+        CONFIG_ENV: "/opt/homebrew/etc/cooee-agent/config.toml",
+        STATE_DIR_ENV: "/opt/homebrew/var/lib/cooee-agent",
     }
     # Same log and label as the formula's service block, so the two never diverge.
     assert 'log_path var/"log/cooee-agent.log"' in FORMULA.read_text(encoding="utf-8")

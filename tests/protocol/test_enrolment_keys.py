@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from cooee_agent.config.paths import state_dir
 from cooee_agent.protocol.errors import KeyFileError
 from cooee_agent.protocol.keys import (
     generate_leader_keys,
     load_leader_keys,
     load_or_create_agent_keys,
     parse_bundle,
-    state_dir,
 )
 
 

@@ -1,42 +1,31 @@
-"""Write the agent's first configuration: check each answer, render TOML, write it atomically."""
+"""Writing the agent's first configuration: render the answers as TOML, write it atomically.
+
+The rendered text is read back by the loader before it is written, so what is written is what
+loads.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import grp
 import logging
 import os
 import pwd
-import tempfile
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from cooee_agent.config import DEFAULT_STATE_DIR, parse_config
-from cooee_agent.errors import ConfigError, CooeeError, InputError
+from cooee_agent.atomic import create_file, replace_file
+from cooee_agent.config.answers import Answers
+from cooee_agent.config.load import parse_config
+from cooee_agent.config.paths import DEFAULT_STATE_DIR
+from cooee_agent.errors import ConfigError, CooeeError
 
 log = logging.getLogger(__name__)
 
 CONFIG_MODE = 0o640
 AGENT_GROUP = "cooee-agent"
-DEFAULT_INTERVAL = 30.0
-MAX_TOKEN_LENGTH = 4096
 _MASK = "********"
-
-
-@dataclass(frozen=True, slots=True)
-class Answers:
-    """What an operator decided; everything the first configuration holds."""
-
-    leader_key: str
-    bootstrap: tuple[str, ...] = ()
-    mdns: bool = False
-    # A credential: kept out of reprs so it never reaches a log line or a traceback.
-    join_token: str | None = field(default=None, repr=False)
-    interval: float = DEFAULT_INTERVAL
-    state_dir: Path | None = None  # written only when it is not the default
-    ollama_host: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,90 +36,6 @@ class Written:
     replaced: bool
     group: str | None  # the group that may read it, or None when it was left as created
     note: str
-
-
-def read_bundle_text(value: str) -> str:
-    """The bundle itself, or the contents of FILE for ``@FILE``."""
-    if not value.startswith("@"):
-        return value.strip()
-    try:
-        return Path(value[1:]).read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read the Leader key bundle from {value[1:]}: {error}") from None
-
-
-def check_leader_key(value: str) -> str:
-    """The canonical bundle text; InputError saying what is wrong with it."""
-    from cooee_agent.protocol import KeyFileError, parse_bundle
-
-    text = read_bundle_text(value)
-    if not text:
-        raise InputError("the Leader key bundle is empty")
-    try:
-        return str(parse_bundle(text).text)
-    except KeyFileError as error:
-        raise InputError(str(error)) from None
-
-
-def leader_fingerprint(bundle_text: str) -> str:
-    from cooee_agent.protocol.keys import fingerprint
-
-    return fingerprint(bundle_text)
-
-
-def check_bootstrap(value: str) -> str:
-    """A peer address the mesh can dial: a valid multiaddr over TCP ending in /p2p/<peer id>."""
-    import multiaddr  # type: ignore[import-untyped]  # a libp2p dependency
-
-    text = value.strip()
-    if not text:
-        raise InputError("a bootstrap peer address is empty")
-    try:
-        address = multiaddr.Multiaddr(text)
-    except Exception as error:  # multiaddr raises several unrelated types for bad input
-        raise InputError(f"{text!r} is not a valid multiaddr: {error}") from None
-    names = [protocol.name for protocol in address.protocols()]
-    if not names or names[-1] != "p2p":
-        raise InputError(f"{text!r} must end in /p2p/<peer id> (the peer the Leader prints)")
-    if "tcp" not in names:
-        raise InputError(f"{text!r} must name a TCP port, e.g. /ip4/10.0.0.1/tcp/4001/p2p/<id>")
-    return str(address)
-
-
-def check_interval(value: str | float) -> float:
-    """Heartbeat seconds, 1 to 3600 as the configuration allows."""
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise InputError(
-            f"the heartbeat interval must be a number of seconds, got {value!r}"
-        ) from None
-    if not 1 <= seconds <= 3600:  # also refuses NaN
-        raise InputError(f"the heartbeat interval must be 1 to 3600 seconds, got {value!r}")
-    return seconds
-
-
-def check_join_token(value: str) -> str | None:
-    """None for no token; else the token, which must be one line of printable text."""
-    token = value.strip()
-    if not token:
-        return None
-    if len(token) > MAX_TOKEN_LENGTH:
-        raise InputError(f"the join token is longer than {MAX_TOKEN_LENGTH} characters")
-    if not token.isprintable():
-        raise InputError("the join token must be one line of printable characters")
-    return token
-
-
-def read_join_token_file(path: Path) -> str:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read the join token from {path}: {error}") from None
-    token = check_join_token(text)
-    if token is None:
-        raise InputError(f"the join token file {path} is empty")
-    return token
 
 
 def toml_string(text: str) -> str:
@@ -256,45 +161,20 @@ def write_config(path: Path, text: str, *, force: bool, group: str = AGENT_GROUP
     replaced = check_writable(path, force=force)
     gid, note = _group_for(path, group)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    data = text.encode("utf-8")
     try:
-        os.fchmod(descriptor, CONFIG_MODE)
-        if gid is not None:
-            os.fchown(descriptor, -1, gid)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
         if replaced:
-            os.replace(temporary, path)
+            replace_file(path, data, mode=CONFIG_MODE, gid=gid)
         else:
-            try:
-                os.link(temporary, path)
-            except FileExistsError:
-                raise ConfigError(f"{path} appeared while writing it; not replaced") from None
+            create_file(path, data, mode=CONFIG_MODE, gid=gid)
+    except FileExistsError:
+        raise ConfigError(f"{path} appeared while writing it; not replaced") from None
     except OSError as error:
         raise ConfigError(f"{path}: cannot write the configuration: {error}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):  # gone when renamed into place
-            os.unlink(temporary)
-    _sync_directory(path.parent)
     log.info("wrote configuration %s", path)
     return Written(
         path=path, replaced=replaced, group=group if gid is not None else None, note=note
     )
-
-
-def _sync_directory(directory: Path) -> None:
-    try:
-        handle = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(handle)
-    except OSError:
-        pass  # some file systems cannot sync a directory; the file itself is synced
-    finally:
-        os.close(handle)
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,8 +190,11 @@ def ensure_agent_keys(state_dir: Path) -> AgentKeysReady:
     Run as root into a state directory the agent's user owns, new key files are given to that
     user: otherwise the service could not read keys only root may open.
     """
-    from cooee_agent.protocol import load_or_create_agent_keys
-    from cooee_agent.protocol.paths import AGENT_IDENTITY_FILE, AGENT_SIGNING_FILE
+    from cooee_agent.protocol.keys import (
+        AGENT_IDENTITY_FILE,
+        AGENT_SIGNING_FILE,
+        load_or_create_agent_keys,
+    )
 
     names = (AGENT_SIGNING_FILE, AGENT_IDENTITY_FILE)
     missing = [name for name in names if not (state_dir / name).exists()]

@@ -11,9 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cooee_agent import config as cfg
+from cooee_agent.config import paths
 from cooee_agent.errors import ConfigError
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "packaging" / "config.example.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "packaging" / "config.example.toml"
 PEER = "/ip4/10.0.0.1/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"
 
 
@@ -26,7 +27,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_missing_default_file_gives_production_defaults(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cfg, "DEFAULT_CONFIG_PATH", tmp_path / "absent.toml")
+    monkeypatch.setattr(paths, "DEFAULT_CONFIG_PATH", tmp_path / "absent.toml")
     config = cfg.load_config(env={})
     assert config == cfg.Config()
     assert config.state_dir == Path("/var/lib/cooee-agent")
@@ -190,7 +191,7 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
     config = cfg.load_config(EXAMPLE, env={})
     assert config.source == EXAMPLE
     # Every key of the schema appears in the example, set or commented out.
-    for section, keys in cfg._SCHEMA.items():
+    for section, keys in cfg.SCHEMA.items():
         if section:
             assert f"[{section}]" in text
         for key in keys:
@@ -238,11 +239,11 @@ def test_valid_values_round_trip_through_toml(
 
 
 @given(
-    section=st.sampled_from(sorted(cfg._SCHEMA)),
+    section=st.sampled_from(sorted(cfg.SCHEMA)),
     key=st.from_regex(r"[a-z][a-z0-9_]{0,12}", fullmatch=True),
 )
 def test_every_unknown_key_is_rejected_by_name(section: str, key: str) -> None:
-    if key in cfg._SCHEMA[section] or (not section and key in cfg._SCHEMA):
+    if key in cfg.SCHEMA[section] or (not section and key in cfg.SCHEMA):
         return
     text = (f"[{section}]\n" if section else "") + f"{key} = 1\n"
     with pytest.raises(ConfigError, match="unknown") as caught:

@@ -13,21 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cooee_agent.cli.wizard import START_COMMAND, WizardAborted, run_wizard
 from cooee_agent.config import load_config, parse_config
-from cooee_agent.config_write import (
-    Answers,
-    check_bootstrap,
-    check_join_token,
-    ensure_agent_keys,
-    render_config,
-    toml_string,
-    write_config,
-)
+from cooee_agent.config.answers import Answers, check_bootstrap, check_join_token
+from cooee_agent.config.write import ensure_agent_keys, render_config, toml_string, write_config
 from cooee_agent.errors import ConfigError, CooeeError, InputError
 from cooee_agent.protocol.keys import generate_leader_keys, load_agent_keys
-from cooee_agent.wizard import START_COMMAND, WizardAborted, run_wizard
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "packaging" / "config.example.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "packaging" / "config.example.toml"
 PEER = "/ip4/10.0.0.1/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"
 PEER_DNS = "/dns4/leader.example/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"
 

@@ -1,7 +1,7 @@
 """The interactive first-run wizard behind ``cooee-agent enrol``: ask, check, confirm, write.
 
-Questions go through a Prompter, so tests drive the whole flow with scripted answers. Besides
-the CLI, this is the one module allowed to talk to the operator.
+Questions go through a Prompter, so tests drive the whole flow with scripted answers. Each
+answer is checked by the configuration's own rule for its key (``cooee_agent.config.answers``).
 """
 
 from __future__ import annotations
@@ -12,19 +12,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from cooee_agent.config_write import (
-    AgentKeysReady,
+from cooee_agent.config.answers import (
     Answers,
-    Written,
-    apply_answers,
     check_bootstrap,
-    check_can_create,
     check_interval,
     check_join_token,
     check_leader_key,
+    leader_fingerprint,
+)
+from cooee_agent.config.model import DEFAULT_INTERVAL
+from cooee_agent.config.write import (
+    AgentKeysReady,
+    Written,
+    apply_answers,
+    check_can_create,
     check_writable,
     existing_text,
-    leader_fingerprint,
     summary,
 )
 from cooee_agent.errors import CooeeError, InputError
@@ -142,8 +145,8 @@ def _questions(io: Prompter, *, state_dir: Path, ollama_host: str | None) -> Ans
     )
     interval = _ask_until(
         io,
-        "Heartbeat interval in seconds [30]: ",
-        lambda text: check_interval(text) if text.strip() else 30.0,
+        f"Heartbeat interval in seconds [{DEFAULT_INTERVAL:g}]: ",
+        lambda text: check_interval(text) if text.strip() else DEFAULT_INTERVAL,
     )
     return Answers(
         leader_key=leader_key,
