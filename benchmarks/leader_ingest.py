@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pyrage import x25519
 
 from cooee_agent.identity.canonical import make_tuple
-from cooee_agent.leader.ingest import Leader
+from cooee_agent.leader.registrar import Registrar
 from cooee_agent.protocol import b64
 from cooee_agent.protocol.keys import AgentKeys, generate_leader_keys, load_leader_keys
 from cooee_agent.protocol.records import (
@@ -127,15 +127,15 @@ def main() -> int:
 
     rounds = iter(range(1_000_000))
 
-    def fresh_leader() -> Leader:
+    def fresh_leader() -> Registrar:
         state = work / f"leader-{next(rounds)}"
         state.mkdir()
         for name in os.listdir(keys_dir):
             (state / name).write_bytes((keys_dir / name).read_bytes())
             (state / name).chmod(0o600)
-        return Leader(state, keys=leader_keys)
+        return Registrar(state, keys=leader_keys)
 
-    def ingest_all(leader: Leader) -> None:
+    def ingest_all(leader: Registrar) -> None:
         for envelope in envelopes:
             result = leader.ingest(envelope, now=now)
             if not result.accepted:

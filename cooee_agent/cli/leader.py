@@ -78,15 +78,15 @@ def ingest(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array of results."),
 ) -> None:
     """Open, verify and register enrolment envelopes; exit 1 if any is refused."""
-    from cooee_agent.leader.ingest import IngestResult, Leader
+    from cooee_agent.leader.registrar import IngestResult, Registrar
     from cooee_agent.protocol.sealing import Window
 
     if not STATE.debug:
         # Each refusal is printed below with its file name; the library's log line would repeat it.
-        logging.getLogger("cooee_agent.leader.ingest").setLevel(logging.ERROR)
+        logging.getLogger("cooee_agent.leader.registrar").setLevel(logging.ERROR)
     results: list[dict[str, object]] = []
     refused = 0
-    with Leader(state_dir, window=Window(max_age_s=max_age)) as leader:
+    with Registrar(state_dir, window=Window(max_age_s=max_age)) as leader:
         for path in files:
             try:
                 data = path.read_bytes()
@@ -108,7 +108,7 @@ def ingest(
 
 
 def _print_result(path: Path, result: object) -> None:
-    from cooee_agent.leader.ingest import IngestResult
+    from cooee_agent.leader.registrar import IngestResult
 
     assert isinstance(result, IngestResult)
     if result.accepted:
@@ -169,10 +169,10 @@ def approve(
     state_dir: Path = STATE_DIR,
 ) -> None:
     """Admit a held host, or pin the new key of a host that returned with a different one."""
-    from cooee_agent.leader.ingest import Leader
+    from cooee_agent.leader.registrar import Registrar
 
     _registry(state_dir).close()  # the same "no registry" error as the other verbs
-    with Leader(state_dir) as leader:
+    with Registrar(state_dir) as leader:
         # Also seals and stores the assignment, answered when the agent resends its enrolment.
         view = leader.approve(host, now=datetime.now(UTC))
     typer.echo(f"approved {view.hostname} ({view.mac}) as host_id {view.host_id}")

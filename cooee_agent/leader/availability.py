@@ -18,7 +18,7 @@ from cooee_agent.protocol.sealing import DEFAULT_WINDOW, Window, open_plain
 
 if TYPE_CHECKING:
     from cooee_agent.bus.transport import Message
-    from cooee_agent.leader.service import LeaderService
+    from cooee_agent.leader.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +101,14 @@ def hear_presence(
     return Heard(True, "applied", kind, host.host_id, state, previous)
 
 
-def handle_presence(service: LeaderService, message: Message) -> Handled:
+def handle_presence(dispatcher: Dispatcher, message: Message) -> Handled:
     """The kinds table's handler of availability and leaving records."""
     heard = hear_presence(
-        service.leader.registry,
+        dispatcher.registrar.registry,
         message.data,
-        now=service.clock(),
-        window=service.leader.window,
-        offline_after=service.offline_after,
+        now=dispatcher.clock(),
+        window=dispatcher.registrar.window,
+        offline_after=dispatcher.offline_after,
     )
     return Handled(message.topic, heard.reason)
 

@@ -26,7 +26,7 @@ from cooee_agent.protocol.sealing import DEFAULT_WINDOW, Window, open_plain
 
 if TYPE_CHECKING:
     from cooee_agent.bus.transport import Message
-    from cooee_agent.leader.service import LeaderService
+    from cooee_agent.leader.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -252,16 +252,16 @@ def _call(row: sqlite3.Row) -> Call:
     )
 
 
-def handle_call(service: LeaderService, message: Message) -> Handled:
+def handle_call(dispatcher: Dispatcher, message: Message) -> Handled:
     """The kinds table's handler of intervention calls (ignored by a Leader without a book)."""
-    if service.calls is None:
+    if dispatcher.calls is None:
         return Handled(message.topic, "ignored")
     call = hear_call(
-        service.leader.registry,
-        service.calls,
+        dispatcher.registrar.registry,
+        dispatcher.calls,
         message.data,
-        now=service.clock(),
-        window=service.leader.window,
+        now=dispatcher.clock(),
+        window=dispatcher.registrar.window,
     )
     return Handled(message.topic, call.reason)
 

@@ -8,18 +8,18 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cooee_agent.bus.transport import Message
-    from cooee_agent.leader.service import LeaderService
+    from cooee_agent.leader.dispatch import Dispatcher
 
 
 @dataclass(frozen=True, slots=True)
 class Handled:
-    """What the service did with one message: its topic and the outcome's reason."""
+    """What the dispatcher did with one message: its topic and the outcome's reason."""
 
     topic: str
     reason: str
     published: bool = False
 
 
-# A handler gets the service (its Leader state, call book, clock and the channel to answer on)
+# A handler gets the dispatcher (its Registrar, call book, clock and the channel to answer on)
 # and one message of its topic; it never raises for what the message holds.
-Handler = Callable[["LeaderService", "Message"], Handled]
+Handler = Callable[["Dispatcher", "Message"], Handled]

@@ -1,4 +1,4 @@
-"""A Leader on the mesh: keys, registry, call book, libp2p node and service, opened and closed
+"""A Leader on the mesh: keys, registry, call book, libp2p node and dispatcher, opened and closed
 together. Used by ``leader serve`` and by dev mode, so both run the same Leader."""
 
 from __future__ import annotations
@@ -33,13 +33,13 @@ class LeaderNode:
         from cooee_agent.bus.mesh_config import MeshConfig
         from cooee_agent.bus.mesh_transport import start_mesh
         from cooee_agent.leader.calls import CALLS_FILE, CallBook
-        from cooee_agent.leader.ingest import Leader
-        from cooee_agent.leader.service import LeaderService, envelope_validator
+        from cooee_agent.leader.dispatch import Dispatcher, envelope_validator
+        from cooee_agent.leader.registrar import Registrar
 
         self.state_dir = state_dir
         self.addrs_file = state_dir / ADDRS_FILE
         self.addrs_file.unlink(missing_ok=True)
-        self.leader = Leader(state_dir, window=Window(max_age_s=max_age_s))
+        self.registrar = Registrar(state_dir, window=Window(max_age_s=max_age_s))
         self.calls = CallBook(state_dir / CALLS_FILE)
         self.mesh = None
         try:
@@ -50,8 +50,8 @@ class LeaderNode:
                 peer_exchange=peer_exchange,
             )
             self.mesh = start_mesh(config, validator=envelope_validator)
-            self.service = LeaderService(
-                self.leader, self.mesh, calls=self.calls, offline_after=offline_after
+            self.dispatcher = Dispatcher(
+                self.registrar, self.mesh, calls=self.calls, offline_after=offline_after
             )
             self.addrs: list[str] = self.mesh.addrs()
             _write_addrs(self.addrs_file, self.addrs)
@@ -60,29 +60,29 @@ class LeaderNode:
             raise
         log.info(
             "Leader %s serving on %s",
-            self.leader.keys.bundle.fingerprint,
+            self.registrar.keys.bundle.fingerprint,
             ", ".join(self.addrs),
         )
 
     @property
     def bundle_text(self) -> str:
-        return str(self.leader.keys.bundle.text)
+        return str(self.registrar.keys.bundle.text)
 
     @property
     def fingerprint(self) -> str:
-        return str(self.leader.keys.bundle.fingerprint)
+        return str(self.registrar.keys.bundle.fingerprint)
 
     def run(self, stop: threading.Event) -> None:
-        self.service.run(stop)
+        self.dispatcher.run(stop)
 
     def close(self) -> None:
-        service = getattr(self, "service", None)
-        if service is not None:
-            service.close()
+        dispatcher = getattr(self, "dispatcher", None)
+        if dispatcher is not None:
+            dispatcher.close()
         if self.mesh is not None:
             self.mesh.close()
         self.calls.close()
-        self.leader.close()
+        self.registrar.close()
         self.addrs_file.unlink(missing_ok=True)
 
     def __enter__(self) -> LeaderNode:

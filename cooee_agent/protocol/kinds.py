@@ -47,7 +47,7 @@ _ROWS = (
         sealed=True,
         sender="agent",
         reader="leader",
-        handler="cooee_agent.leader.ingest:handle_enrolment",
+        handler="cooee_agent.leader.registrar:handle_enrolment",
     ),
     Kind(
         "assignment",

@@ -4,7 +4,7 @@ Opening checks in a fixed order and stops at the first failure, each with its ow
 envelope form (schema), envelope signature (bad-signature), sent_at (stale), decryption
 (wrong-recipient), record signature (bad-signature), signer and address (key-mismatch), record
 schema and canonical keys (schema, key-mismatch), issued_at (stale). The replay check needs the
-Leader's persisted cache and happens in cooee_agent.leader.ingest.
+Leader's persisted cache and happens in cooee_agent.leader.registrar.
 """
 
 from __future__ import annotations

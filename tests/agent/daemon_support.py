@@ -28,7 +28,7 @@ from cooee_agent.discovery.model import (
     OllamaModel,
     ProbeFailure,
 )
-from cooee_agent.leader.ingest import Leader
+from cooee_agent.leader.registrar import Registrar
 from cooee_agent.protocol.keys import generate_leader_keys
 from cooee_agent.protocol.sealing import open_plain
 
@@ -95,8 +95,8 @@ class StandInLeader:
     def __init__(self, state_dir: Path, transport: Transport, *, answer: bool = True) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
         generate_leader_keys(state_dir)
-        self.leader = Leader(state_dir)
-        self.bundle = self.leader.keys.bundle.text
+        self.registrar = Registrar(state_dir)
+        self.bundle = self.registrar.keys.bundle.text
         self.transport = transport
         self.answer = answer
         self.results: list[Any] = []
@@ -126,7 +126,7 @@ class StandInLeader:
                 return
             digest = hashlib.sha256(message.data).hexdigest()
             with self._lock:
-                result = self.leader.ingest(message.data)
+                result = self.registrar.ingest(message.data)
                 self.results.append(result)
                 if result.assignment_envelope is not None:
                     self._answers[digest] = result.assignment_envelope
@@ -147,7 +147,7 @@ class StandInLeader:
     def close(self) -> None:
         for subscription in self._subs:
             subscription.close()
-        self.leader.close()
+        self.registrar.close()
 
 
 def agent_config(state_dir: Path, bundle: str, **changes: Any) -> Config:

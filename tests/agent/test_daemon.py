@@ -207,7 +207,7 @@ def test_garbage_and_foreign_assignments_do_not_disturb_enrolment(harness: Harne
     )
     record = build_enrolment(inventory, agent_tuples(inventory), keys)
     sealed = seal_enrolment(record, keys, parse_bundle(harness.leader.bundle))
-    result = harness.leader.leader.ingest(sealed)
+    result = harness.leader.registrar.ingest(sealed)
     assert result.assignment_envelope is not None
     agent.inject(Message(TOPIC_ASSIGNMENT, result.assignment_envelope, "leader"))
     time.sleep(10 * TICK)
@@ -224,7 +224,7 @@ def test_restart_with_a_pending_enrolment_completes_without_a_duplicate(harness:
     wait_until(lambda: harness.bus._members.get("agent-0") is not None)
     pending = Outbox.open_in(harness.state_dir).get(ENROL_KEY)
     assert pending is not None
-    assert harness.leader.leader.ingest(pending.data).accepted
+    assert harness.leader.registrar.ingest(pending.data).accepted
     harness.stop(daemon)
 
     harness.leader.answer = True
@@ -234,8 +234,8 @@ def test_restart_with_a_pending_enrolment_completes_without_a_duplicate(harness:
     reasons = [r.reason for r in harness.leader.results]
     assert "replayed" in reasons
     hosts = (
-        harness.leader.leader.registry.hosts()
-        if hasattr(harness.leader.leader.registry, "hosts")
+        harness.leader.registrar.registry.hosts()
+        if hasattr(harness.leader.registrar.registry, "hosts")
         else None
     )
     if hosts is not None:

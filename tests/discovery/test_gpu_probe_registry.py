@@ -33,7 +33,7 @@ from cooee_agent.discovery.model import Gpu, ProbeFailure
 from cooee_agent.errors import IdentityError, ProbeError
 from cooee_agent.identity import gpu_ids
 from cooee_agent.identity.canonical import normalise_gpu_id
-from cooee_agent.leader.ingest import Leader
+from cooee_agent.leader.registrar import Registrar
 from cooee_agent.protocol.errors import RejectedError
 from cooee_agent.protocol.keys import AgentKeys, generate_leader_keys
 from cooee_agent.protocol.records import EnrolmentRecord
@@ -210,7 +210,7 @@ def test_the_leader_registry_holds_the_made_up_vendors_slot(
     record = build_enrolment(inventory, tuples, keys, issued_at=NOW)
     leader_dir = tmp_path / "leader"
     generate_leader_keys(leader_dir)
-    with Leader(leader_dir) as leader:
+    with Registrar(leader_dir) as leader:
         result = leader.ingest(
             seal_enrolment(record, keys, leader.keys.bundle, sent_at=NOW), now=NOW
         )

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from enrolment_factory import agent_keys, record
 
-from cooee_agent.leader.ingest import Leader
+from cooee_agent.leader.registrar import Registrar
 from cooee_agent.leader.registry import REGISTRY_FILE
 from cooee_agent.protocol.keys import load_leader_keys
 from cooee_agent.protocol.sealing import seal_enrolment
@@ -65,7 +65,7 @@ def test_sigkill_mid_batch_leaves_a_consistent_registry_and_stable_ids(
     committed = count_hosts(registry)
     assert 0 < committed < HOSTS, "the kill did not land mid-batch"
 
-    with Leader(leader_dir) as leader:
+    with Registrar(leader_dir) as leader:
         assert leader.registry.check() == []
         results = [leader.ingest(path.read_bytes(), now=now) for path in files]
         replayed = [r for r in results if r.reason == "replayed"]
@@ -79,12 +79,12 @@ def test_sigkill_mid_batch_leaves_a_consistent_registry_and_stable_ids(
     for name in ("leader-signing.key", "leader-identity.age"):
         (reference_dir / name).write_bytes((leader_dir / name).read_bytes())
         (reference_dir / name).chmod(0o600)
-    with Leader(reference_dir) as reference:
+    with Registrar(reference_dir) as reference:
         for path in files:
             assert reference.ingest(path.read_bytes(), now=now).accepted
         assert {h.hostname: h.host_id for h in reference.registry.hosts()} == ids
 
-    with Leader(leader_dir) as leader:  # every host enrols again with a new seal
+    with Registrar(leader_dir) as leader:  # every host enrols again with a new seal
         for n, keys in hosts:
             rec = record(keys, host=n, gpus=2)
             result = leader.ingest(seal_enrolment(rec, keys, bundle))

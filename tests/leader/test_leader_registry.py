@@ -12,7 +12,7 @@ from enrolment_factory import agent_keys, record
 
 from cooee_agent.identity import token as codec
 from cooee_agent.leader.errors import RegistryError
-from cooee_agent.leader.ingest import Leader
+from cooee_agent.leader.registrar import Registrar
 from cooee_agent.leader.registry import REGISTRY_FILE, Registry
 from cooee_agent.protocol.keys import AgentKeys, LeaderKeys, load_leader_keys
 from cooee_agent.protocol.sealing import open_assignment, seal_enrolment
@@ -20,7 +20,7 @@ from cooee_agent.protocol.sealing import open_assignment, seal_enrolment
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
-def enrol(leader: Leader, keys: AgentKeys, host: int, now: datetime = NOW, **kwargs):
+def enrol(leader: Registrar, keys: AgentKeys, host: int, now: datetime = NOW, **kwargs):
     rec = record(keys, host=host, issued_at=now, **kwargs)
     return leader.ingest(seal_enrolment(rec, keys, leader.keys.bundle, sent_at=now), now=now)
 
@@ -28,7 +28,7 @@ def enrol(leader: Leader, keys: AgentKeys, host: int, now: datetime = NOW, **kwa
 def test_assignment_opens_at_the_agent_with_one_token_per_slot(
     leader_dir: Path, keys: AgentKeys, leader_keys: LeaderKeys
 ) -> None:
-    with Leader(leader_dir) as leader:
+    with Registrar(leader_dir) as leader:
         result = enrol(leader, keys, 7, gpus=3)
     assert result.accepted and result.host_id == 0
     assignment = open_assignment(result.assignment_envelope, keys, leader_keys.bundle)
@@ -42,11 +42,11 @@ def test_a_host_keeps_its_id_across_reenrolment_restart_and_changed_gpus(
     leader_dir: Path,
 ) -> None:
     hosts = {n: agent_keys() for n in range(5)}
-    with Leader(leader_dir) as leader:
+    with Registrar(leader_dir) as leader:
         first = {n: enrol(leader, k, n).host_id for n, k in hosts.items()}
     assert sorted(first.values()) == [0, 1, 2, 3, 4]
     later = NOW + timedelta(hours=1)
-    with Leader(leader_dir) as leader:  # a Leader restart
+    with Registrar(leader_dir) as leader:  # a Leader restart
         again = enrol(leader, hosts[3], 3, later, gpus=4, models=("qwen2:7b", "llama3:8b"))
         assert again.accepted and again.host_id == first[3]
         view = leader.registry.host(str(first[3]))
@@ -59,7 +59,7 @@ def test_a_host_keeps_its_id_across_reenrolment_restart_and_changed_gpus(
 
 def test_a_returning_host_with_a_new_key_is_held_until_approved(leader_dir: Path) -> None:
     old, new = agent_keys(), agent_keys()
-    with Leader(leader_dir) as leader:
+    with Registrar(leader_dir) as leader:
         host_id = enrol(leader, old, 1).host_id
         held = enrol(leader, new, 1, gpus=2)
         assert (held.accepted, held.reason, held.assignment_envelope) == (False, "pending", None)
@@ -80,7 +80,7 @@ def test_a_returning_host_with_a_new_key_is_held_until_approved(leader_dir: Path
 
 def test_a_revoked_host_is_refused_and_its_id_never_reused(leader_dir: Path) -> None:
     keys = agent_keys()
-    with Leader(leader_dir) as leader:
+    with Registrar(leader_dir) as leader:
         host_id = enrol(leader, keys, 1).host_id
         leader.registry.revoke(str(host_id))
         result = enrol(leader, keys, 1, NOW + timedelta(seconds=1))
@@ -89,7 +89,7 @@ def test_a_revoked_host_is_refused_and_its_id_never_reused(leader_dir: Path) -> 
 
 
 def test_join_tokens_gate_new_hosts(leader_dir: Path) -> None:
-    with Leader(leader_dir, join_tokens={"s3cret-join"}) as leader:
+    with Registrar(leader_dir, join_tokens={"s3cret-join"}) as leader:
         without = enrol(leader, agent_keys(), 1)
         assert (without.accepted, without.reason, without.host_id) == (False, "not-approved", None)
         assert enrol(leader, agent_keys(), 2, join_token="s3cret-join").host_id == 0
@@ -100,14 +100,14 @@ def test_join_tokens_gate_new_hosts(leader_dir: Path) -> None:
 def test_2032_agents_on_254_hosts_are_assigned_unique_stable_tokens(leader_dir: Path) -> None:
     keys = {n: agent_keys() for n in range(254)}
     models = ("llama3:8b",)
-    with Leader(leader_dir) as leader:
+    with Registrar(leader_dir) as leader:
         first = {n: enrol(leader, k, n, gpus=8, models=models) for n, k in keys.items()}
     assert all(r.accepted for r in first.values())
     tokens = [t.token for r in first.values() for t in r.tokens]
     assert len(tokens) == 2032 and len(set(tokens)) == 2032
     assert sorted(r.host_id for r in first.values()) == list(range(254))
     later = NOW + timedelta(minutes=1)
-    with Leader(leader_dir) as leader:
+    with Registrar(leader_dir) as leader:
         second = {n: enrol(leader, k, n, later, gpus=8, models=models) for n, k in keys.items()}
         assert {n: r.tokens for n, r in second.items()} == {n: r.tokens for n, r in first.items()}
         agents = sum(len(h.agents) for h in leader.registry.hosts())
@@ -132,7 +132,7 @@ def test_the_1025th_host_is_told_the_host_id_space_is_exhausted(tmp_path: Path) 
 
 
 def _ingest_many(leader_dir: str, envelopes: list[bytes], now: datetime) -> list[int | None]:
-    with Leader(Path(leader_dir)) as leader:
+    with Registrar(Path(leader_dir)) as leader:
         return [leader.ingest(e, now=now).host_id for e in envelopes]
 
 

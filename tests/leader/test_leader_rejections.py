@@ -12,7 +12,7 @@ from enrolment_factory import agent_keys, craft, record, signed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cooee_agent.leader.ingest import Leader
+from cooee_agent.leader.registrar import Registrar
 from cooee_agent.protocol import b64
 from cooee_agent.protocol.envelope import MAX_ENVELOPE_BYTES, make_envelope
 from cooee_agent.protocol.keys import AgentKeys, LeaderKeys, generate_leader_keys
@@ -21,14 +21,14 @@ from cooee_agent.protocol.sealing import address_for, seal_enrolment
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
-def snapshot(leader: Leader) -> tuple[list[dict[str, object]], int]:
+def snapshot(leader: Registrar) -> tuple[list[dict[str, object]], int]:
     nonces = leader.registry._db.execute("SELECT count(*) FROM nonces").fetchone()[0]
     return [h.to_dict() for h in leader.registry.hosts()], nonces
 
 
 @pytest.fixture
-def leader(leader_dir: Path) -> Leader:
-    with Leader(leader_dir) as instance:
+def leader(leader_dir: Path) -> Registrar:
+    with Registrar(leader_dir) as instance:
         yield instance
 
 
@@ -38,7 +38,7 @@ def good(keys: AgentKeys, leader_keys: LeaderKeys) -> bytes:
 
 
 def refused(
-    leader: Leader, envelope: bytes, reason: str, match: str = "", *, resend: bytes | None = None
+    leader: Registrar, envelope: bytes, reason: str, match: str = "", *, resend: bytes | None = None
 ) -> None:
     """Refused with ``reason``; registry and replay cache untouched; the Leader still works.
 
@@ -60,20 +60,20 @@ def refused(
     assert ok.accepted, ok.detail
 
 
-def test_flipping_a_body_byte_is_a_bad_signature(leader: Leader, good: bytes) -> None:
+def test_flipping_a_body_byte_is_a_bad_signature(leader: Registrar, good: bytes) -> None:
     position = good.index(b"BEGIN AGE ENCRYPTED FILE-----\\n") + 60
     tampered = bytearray(good)
     tampered[position] ^= 0x01
     refused(leader, bytes(tampered), "bad-signature", "envelope signature")
 
 
-def test_flipping_a_structural_byte_is_a_schema_error(leader: Leader, good: bytes) -> None:
+def test_flipping_a_structural_byte_is_a_schema_error(leader: Registrar, good: bytes) -> None:
     tampered = bytearray(good)
     tampered[0] = ord("[")
     refused(leader, bytes(tampered), "schema")
 
 
-def test_changing_the_signature_is_a_bad_signature(leader: Leader, good: bytes) -> None:
+def test_changing_the_signature_is_a_bad_signature(leader: Registrar, good: bytes) -> None:
     value = json.loads(good)
     sig = bytearray(b64.decode(value["sig"]))
     sig[5] ^= 0x80
@@ -81,14 +81,14 @@ def test_changing_the_signature_is_a_bad_signature(leader: Leader, good: bytes) 
     refused(leader, json.dumps(value).encode(), "bad-signature")
 
 
-def test_the_same_envelope_twice_is_replayed(leader: Leader, good: bytes) -> None:
+def test_the_same_envelope_twice_is_replayed(leader: Registrar, good: bytes) -> None:
     first = leader.ingest(good, now=NOW)
     assert first.accepted and first.assignment_envelope is not None
     refused(leader, good, "replayed", "already seen", resend=first.assignment_envelope)
 
 
 def test_a_resealed_record_with_a_used_nonce_is_replayed(
-    leader: Leader, keys: AgentKeys, leader_keys: LeaderKeys
+    leader: Registrar, keys: AgentKeys, leader_keys: LeaderKeys
 ) -> None:
     rec = record(keys, issued_at=NOW)
     first = leader.ingest(seal_enrolment(rec, keys, leader_keys.bundle, sent_at=NOW), now=NOW)
@@ -105,7 +105,7 @@ def test_a_resealed_record_with_a_used_nonce_is_replayed(
     ],
 )
 def test_old_or_future_envelopes_are_stale(
-    leader: Leader,
+    leader: Registrar,
     keys: AgentKeys,
     leader_keys: LeaderKeys,
     sent_at: datetime,
@@ -117,7 +117,7 @@ def test_old_or_future_envelopes_are_stale(
 
 
 def test_an_envelope_sealed_to_another_leader_is_wrong_recipient(
-    leader: Leader, keys: AgentKeys, tmp_path: Path
+    leader: Registrar, keys: AgentKeys, tmp_path: Path
 ) -> None:
     other = generate_leader_keys(tmp_path / "other").bundle
     envelope = seal_enrolment(record(keys, issued_at=NOW), keys, other, sent_at=NOW)
@@ -125,7 +125,7 @@ def test_an_envelope_sealed_to_another_leader_is_wrong_recipient(
 
 
 def test_a_record_signed_by_another_key_is_a_key_mismatch(
-    leader: Leader, keys: AgentKeys, leader_keys: LeaderKeys
+    leader: Registrar, keys: AgentKeys, leader_keys: LeaderKeys
 ) -> None:
     intruder = agent_keys()
     body = signed(record(keys, issued_at=NOW).to_dict(), intruder.signing)
@@ -134,7 +134,7 @@ def test_a_record_signed_by_another_key_is_a_key_mismatch(
 
 
 def test_a_record_with_a_forged_inner_signature_is_a_bad_signature(
-    leader: Leader, keys: AgentKeys, leader_keys: LeaderKeys
+    leader: Registrar, keys: AgentKeys, leader_keys: LeaderKeys
 ) -> None:
     value = json.loads(signed(record(keys, issued_at=NOW).to_dict(), keys.signing))
     value["record"]["host"]["kernel"] = "forged"
@@ -143,7 +143,7 @@ def test_a_record_with_a_forged_inner_signature_is_a_bad_signature(
 
 
 def test_a_record_naming_another_agent_key_is_a_key_mismatch(
-    leader: Leader, keys: AgentKeys, leader_keys: LeaderKeys
+    leader: Registrar, keys: AgentKeys, leader_keys: LeaderKeys
 ) -> None:
     value = record(keys, issued_at=NOW).to_dict()
     value["agent_key"]["ed25519"] = b64.encode(agent_keys().verify_key)
@@ -152,7 +152,7 @@ def test_a_record_naming_another_agent_key_is_a_key_mismatch(
 
 
 def test_an_agent_key_that_is_not_its_tuples_hash_is_a_key_mismatch(
-    leader: Leader, keys: AgentKeys, leader_keys: LeaderKeys
+    leader: Registrar, keys: AgentKeys, leader_keys: LeaderKeys
 ) -> None:
     value = record(keys, issued_at=NOW).to_dict()
     value["agents"][0]["key"] = "0" * 64
@@ -161,7 +161,7 @@ def test_an_agent_key_that_is_not_its_tuples_hash_is_a_key_mismatch(
 
 
 def test_an_address_of_another_agent_is_a_key_mismatch(
-    leader: Leader, keys: AgentKeys, leader_keys: LeaderKeys
+    leader: Registrar, keys: AgentKeys, leader_keys: LeaderKeys
 ) -> None:
     body = signed(record(keys, issued_at=NOW).to_dict(), keys.signing)
     address = address_for("enrolment", "0000000000")
@@ -182,7 +182,7 @@ def test_an_address_of_another_agent_is_a_key_mismatch(
     ],
 )
 def test_records_that_break_the_schema_are_refused(
-    leader: Leader, keys: AgentKeys, leader_keys: LeaderKeys, mutate, match: str
+    leader: Registrar, keys: AgentKeys, leader_keys: LeaderKeys, mutate, match: str
 ) -> None:
     value = record(keys, issued_at=NOW).to_dict()
     mutate(value)
@@ -203,12 +203,14 @@ def test_records_that_break_the_schema_are_refused(
         (b"{" + b" " * MAX_ENVELOPE_BYTES + b"}", "65536-byte limit"),
     ],
 )
-def test_malformed_envelopes_are_schema_errors(leader: Leader, envelope: bytes, match: str) -> None:
+def test_malformed_envelopes_are_schema_errors(
+    leader: Registrar, envelope: bytes, match: str
+) -> None:
     refused(leader, envelope, "schema", match if match != "too large" else "")
 
 
 def test_an_oversized_signed_envelope_is_refused_before_any_work(
-    leader: Leader, keys: AgentKeys, leader_keys: LeaderKeys
+    leader: Registrar, keys: AgentKeys, leader_keys: LeaderKeys
 ) -> None:
     body = signed(record(keys, issued_at=NOW).to_dict(), keys.signing)
     padded = craft(body + b" " * MAX_ENVELOPE_BYTES, keys.signing, leader_keys.bundle, sent_at=NOW)
@@ -228,7 +230,7 @@ def test_an_envelope_too_big_to_send_cannot_be_made(keys: AgentKeys) -> None:
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=st.data())
-def test_no_single_byte_change_is_ever_accepted(leader: Leader, good: bytes, data) -> None:
+def test_no_single_byte_change_is_ever_accepted(leader: Registrar, good: bytes, data) -> None:
     position = data.draw(st.integers(0, len(good) - 1))
     value = data.draw(st.integers(0, 255).filter(lambda b: b != good[position]))
     tampered = good[:position] + bytes([value]) + good[position + 1 :]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from enrolment_factory import record, signed
 
-from cooee_agent.leader.ingest import Leader
+from cooee_agent.leader.registrar import Registrar
 from cooee_agent.protocol import b64
 from cooee_agent.protocol.envelope import make_envelope
 from cooee_agent.protocol.keys import AgentKeys, LeaderKeys
@@ -49,7 +49,7 @@ def test_a_record_encrypted_by_the_age_cli_opens_in_the_leader(
     ).stdout.decode("ascii")
     address = address_for("enrolment", keys.agent_id)
     envelope = make_envelope("enrolment", address, body, keys.signing).to_bytes()
-    with Leader(leader_dir) as leader:
+    with Registrar(leader_dir) as leader:
         result = leader.ingest(envelope)
     assert result.accepted, result.detail
     assert result.host_id == 0

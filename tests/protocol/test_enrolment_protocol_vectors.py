@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pyrage import x25519
 
-from cooee_agent.leader.ingest import Leader
+from cooee_agent.leader.registrar import Registrar
 from cooee_agent.protocol import b64
 from cooee_agent.protocol.envelope import make_envelope, open_signed_record, sign_record
 from cooee_agent.protocol.keys import AgentKeys, LeaderKeys
@@ -89,7 +89,7 @@ def test_ingest_vectors(protocol_vectors: Vectors, leader: LeaderKeys, tmp_path:
     for number, line in enumerate(protocol_vectors("enrolment-ingest")):
         clock, expected = line.split(" -> ")
         now = datetime.strptime(clock, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-        with Leader(tmp_path / str(number), keys=leader) as instance:
+        with Registrar(tmp_path / str(number), keys=leader) as instance:
             result = instance.ingest(envelope_text.encode(), now=now)
         if expected.startswith("accepted"):
             tokens = " ".join(f"{t.slot}={t.token}" for t in result.tokens)

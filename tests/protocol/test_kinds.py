@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from cooee_agent.leader.service import topic_handlers
+from cooee_agent.leader.dispatch import topic_handlers
 from cooee_agent.protocol.kinds import KINDS, LEADER_TOPICS, SEALED_KINDS, TOPIC_KINDS, TOPICS
 
 

@@ -1,12 +1,12 @@
 """The Leader as a COOEE peer: answers enrolments with assignments, tracks availability, keeps the
 calls for intervention. The transport is injected (the libp2p mesh, or a MemoryBus in tests).
 
-    service = LeaderService(leader, transport, calls=book)   # subscribes at once
+    dispatcher = Dispatcher(registrar, transport, calls=book)   # subscribes at once
     service.run(stop_event)            # blocking: handles messages, marks silent hosts offline
     # or, step by step (tests):
-    service.drain(); service.sweep()
+    dispatcher.drain(); dispatcher.sweep()
 
-Every message is handled on the thread that runs the service, so the SQLite connections of the
+Every message is handled on the thread that runs the dispatcher, so the SQLite connections of the
 Leader and the call book are only ever used by one thread at a time.
 """
 
@@ -27,7 +27,7 @@ from cooee_agent.bus.transport import MAX_MESSAGE_BYTES, Message, Subscription, 
 from cooee_agent.errors import TransportError
 from cooee_agent.leader.calls import CallBook
 from cooee_agent.leader.handled import Handled, Handler
-from cooee_agent.leader.ingest import IngestResult, Leader
+from cooee_agent.leader.registrar import IngestResult, Registrar
 from cooee_agent.protocol.kinds import KINDS, LEADER_TOPICS, TOPIC_KINDS
 
 log = logging.getLogger(__name__)
@@ -59,12 +59,12 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class LeaderService:
+class Dispatcher:
     """One Leader on one transport. ``offline_after`` None: three of each host's intervals."""
 
     def __init__(
         self,
-        leader: Leader,
+        registrar: Registrar,
         transport: Transport,
         *,
         calls: CallBook | None = None,
@@ -72,7 +72,7 @@ class LeaderService:
         offline_after: float | None = None,
         resend_gap_s: float = 1.0,
     ) -> None:
-        self.leader = leader
+        self.registrar = registrar
         self.transport = transport
         self.calls = calls
         self.clock = clock
@@ -123,7 +123,7 @@ class LeaderService:
 
     def sweep(self) -> list[tuple[int, str]]:
         """Mark offline the hosts silent past their deadline; returns their (host_id, hostname)."""
-        gone = self.leader.registry.sweep_offline(self.clock())
+        gone = self.registrar.registry.sweep_offline(self.clock())
         for host_id, hostname in gone:
             log.warning("host_id %d (%s) is offline: no heartbeat in time", host_id, hostname)
         return gone
@@ -147,7 +147,7 @@ class LeaderService:
         """Serve until ``stop`` is set: messages in arrival order, an offline sweep every tick.
 
         Raises TransportError (within a tick) once the transport can carry nothing more: its
-        node died or its subscriptions were closed underneath the service. A Leader without a
+        node died or its subscriptions were closed underneath the dispatcher. A Leader without a
         network must not look healthy; its supervisor restarts it.
         """
         inbox: queue.Queue[Message] = queue.Queue()

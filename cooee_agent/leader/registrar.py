@@ -35,7 +35,7 @@ from cooee_agent.protocol.sealing import DEFAULT_WINDOW, Window, open_enrolment,
 
 if TYPE_CHECKING:
     from cooee_agent.bus.transport import Message
-    from cooee_agent.leader.service import LeaderService
+    from cooee_agent.leader.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def _read_join_tokens(path: Path) -> frozenset[str] | None:
     return frozenset(line for line in lines if line and not line.startswith("#"))
 
 
-class Leader:
+class Registrar:
     """The reference Leader over one state directory (keys, registry, replay cache).
 
     First contact: without a ``join-tokens`` file in the state directory a new host is admitted
@@ -118,7 +118,7 @@ class Leader:
     def close(self) -> None:
         self.registry.close()
 
-    def __enter__(self) -> Leader:
+    def __enter__(self) -> Registrar:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -240,27 +240,27 @@ class Leader:
         return self.registry.approve(selector, now=moment, seal=self._sealer(moment))
 
 
-def handle_enrolment(service: LeaderService, message: Message) -> Handled:
+def handle_enrolment(dispatcher: Dispatcher, message: Message) -> Handled:
     """The kinds table's handler of enrolments: ingest, answer with the assignment (a resend at
     most once per gap), or raise an operator call for an outcome that needs one."""
-    result = service.leader.ingest(message.data, now=service.clock())
-    if result.assignment_envelope is not None and service.may_send(result):
+    result = dispatcher.registrar.ingest(message.data, now=dispatcher.clock())
+    if result.assignment_envelope is not None and dispatcher.may_send(result):
         try:
-            service.publish(topic_of("assignment"), result.assignment_envelope)
+            dispatcher.publish(topic_of("assignment"), result.assignment_envelope)
         except TransportError as error:
             # The agent resends its enrolment until it is answered; the next one retries.
             log.warning("could not publish the assignment of %s: %s", result.hostname, error)
             return Handled(message.topic, result.reason)
         return Handled(message.topic, result.reason, published=True)
-    if result.reason in OPERATOR_OUTCOMES and service.calls is not None:
+    if result.reason in OPERATOR_OUTCOMES and dispatcher.calls is not None:
         severity, reason = OPERATOR_OUTCOMES[result.reason]
-        service.calls.record_leader_call(
+        dispatcher.calls.record_leader_call(
             hostname=result.hostname or "unknown",
             mac=result.mac,
             host_id=result.host_id,
             severity=severity,
             reason=reason,
             detail=result.detail,
-            now=service.clock(),
+            now=dispatcher.clock(),
         )
     return Handled(message.topic, result.reason)

@@ -22,8 +22,8 @@ from cooee_agent.bus.transport import (
 )
 from cooee_agent.identity import token as codec
 from cooee_agent.leader.calls import CALLS_FILE, CallBook, CallError
-from cooee_agent.leader.ingest import Leader
-from cooee_agent.leader.service import LeaderService, envelope_validator
+from cooee_agent.leader.dispatch import Dispatcher, envelope_validator
+from cooee_agent.leader.registrar import Registrar
 from cooee_agent.protocol.keys import AgentKeys, LeaderKeys
 from cooee_agent.protocol.records import new_nonce, now_text
 from cooee_agent.protocol.sealing import open_assignment, seal_enrolment, seal_plain
@@ -46,7 +46,7 @@ class Clock:
 class World:
     bus: MemoryBus
     agent: MemoryTransport
-    service: LeaderService
+    service: Dispatcher
     clock: Clock
     leader_keys: LeaderKeys
     state_dir: Path
@@ -75,8 +75,8 @@ def world(leader_dir: Path, leader_keys: LeaderKeys) -> Iterator[World]:
     clock = Clock()
     leader_transport = bus.join("leader", validator=envelope_validator)
     agent = bus.join("agent")
-    with Leader(leader_dir) as leader, CallBook(leader_dir / CALLS_FILE) as calls:
-        service = LeaderService(leader, leader_transport, calls=calls, clock=clock)
+    with Registrar(leader_dir) as leader, CallBook(leader_dir / CALLS_FILE) as calls:
+        service = Dispatcher(leader, leader_transport, calls=calls, clock=clock)
         w = World(bus, agent, service, clock, leader_keys, leader_dir)
         w.replies = agent.subscribe(TOPIC_ASSIGNMENT)
         yield w
@@ -154,7 +154,7 @@ def enrolled(world: World, keys: AgentKeys, host: int = 1) -> int:
 
 
 def host_view(world: World, host_id: int) -> dict[str, Any]:
-    view = world.service.leader.registry.host_by_id(host_id)
+    view = world.service.registrar.registry.host_by_id(host_id)
     assert view is not None
     return view.to_dict()
 
@@ -189,10 +189,10 @@ def test_a_resend_survives_a_leader_restart(world: World, leader_dir: Path) -> N
     world.service.drain()
     (first,) = world.assignments()
     world.service.close()
-    world.service.leader.close()
+    world.service.registrar.close()
     transport = world.bus.join("leader-2", validator=envelope_validator)
-    with Leader(leader_dir) as leader:
-        service = LeaderService(leader, transport, clock=world.clock)
+    with Registrar(leader_dir) as leader:
+        service = Dispatcher(leader, transport, clock=world.clock)
         world.agent.publish(TOPIC_ENROL, envelope)
         assert [h.reason for h in service.drain()] == ["replayed"]
     assert world.assignments() == [first]
@@ -310,7 +310,7 @@ def test_availability_from_an_unknown_or_forged_key_is_refused(world: World) -> 
 def test_availability_of_a_revoked_host_is_refused(world: World) -> None:
     keys = agent_keys()
     host_id = enrolled(world, keys)
-    world.service.leader.registry.revoke(str(host_id))
+    world.service.registrar.registry.revoke(str(host_id))
     world.agent.publish(TOPIC_AVAILABILITY, heartbeat(keys, host_id, 1, world.clock.now))
     assert [h.reason for h in world.service.drain()] == ["unknown-key"]
 
@@ -406,7 +406,7 @@ def test_a_host_held_for_approval_raises_a_call_and_its_agent_may_call_too(
     world: World, leader_dir: Path
 ) -> None:
     (leader_dir / "join-tokens").write_text("secret-token\n")
-    world.service.leader.join_tokens = frozenset({"secret-token"})
+    world.service.registrar.join_tokens = frozenset({"secret-token"})
     keys = agent_keys()
     envelope = world.enrol(keys, host=7)
     assert [h.reason for h in world.service.drain()] == ["not-approved"]
@@ -420,7 +420,7 @@ def test_a_host_held_for_approval_raises_a_call_and_its_agent_may_call_too(
         ("agent", "gpu-lost"),
     ]
     # The operator approves; the agent's outbox, still resending, now gets its assignment.
-    world.service.leader.approve("node0007.lab", now=world.clock.now)
+    world.service.registrar.approve("node0007.lab", now=world.clock.now)
     world.clock.advance(5)
     world.agent.publish(TOPIC_ENROL, envelope)
     assert [(h.reason, h.published) for h in world.service.drain()] == [("replayed", True)]
