@@ -47,10 +47,11 @@ from cooee_agent.agent.usage import UsageProbe
 from cooee_agent.agent.watchdog import Progress, WatchdogPinger
 from cooee_agent.agent.watching import Watcher, Watchers
 from cooee_agent.bus.outbox import Outbox
-from cooee_agent.bus.transport import TOPIC_ASSIGNMENT, TOPIC_AVAILABILITY, Subscription, Transport
+from cooee_agent.bus.transport import Subscription, Transport
 from cooee_agent.config import Config
 from cooee_agent.discovery.model import Inventory
 from cooee_agent.errors import ConfigError, CooeeError
+from cooee_agent.protocol.kinds import topic_of
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +212,7 @@ class AgentDaemon:
         self.enrolment.load_assignment()
         self._discover_now("start")
         self.transport = self._transport_factory(self.config)
-        self._subscription = self.transport.subscribe(TOPIC_ASSIGNMENT)
+        self._subscription = self.transport.subscribe(topic_of("assignment"))
         log.info("on the COOEE mesh as %s", self.transport.peer_id)
         if self.enrolment.resume_or_enrol(self.config.join_token):
             self.heartbeats.soon()
@@ -407,7 +408,7 @@ class AgentDaemon:
 
     def _publish_availability(self, record: dict[str, Any]) -> None:
         assert self.transport is not None
-        publish_plain(self.transport, self.keys, TOPIC_AVAILABILITY, record)
+        publish_plain(self.transport, self.keys, record)
 
     def _publish_leaving(self) -> None:
         assert self.transport is not None
@@ -415,8 +416,8 @@ class AgentDaemon:
             record = leaving(
                 self.assignment.host_id, seq=self.sequence.next(), issued_at=iso(self._wall())
             )
-            reached = topic_peers(self.transport, TOPIC_AVAILABILITY)
-            publish_plain(self.transport, self.keys, TOPIC_AVAILABILITY, record)
+            reached = topic_peers(self.transport, topic_of(record["kind"]))
+            publish_plain(self.transport, self.keys, record)
             log.info("announced leaving (seq %d) to %d peer(s)", record["seq"], reached)
             if reached:
                 time.sleep(LEAVING_GRACE)  # the publish is queued; give it time on the wire

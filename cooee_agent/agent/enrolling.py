@@ -19,10 +19,10 @@ from typing import Any
 
 from cooee_agent.agent.state import ASSIGNMENT_FILE, PENDING_FILE, read_json, write_json
 from cooee_agent.bus.outbox import Outbox
-from cooee_agent.bus.transport import TOPIC_ENROL
 from cooee_agent.config import Config
 from cooee_agent.discovery.model import Inventory
 from cooee_agent.errors import ConfigError, CooeeError
+from cooee_agent.protocol.kinds import topic_of
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class Enrolment:
         # The nonce is on disk before the envelope is: an assignment for it is always accepted.
         write_json(self.state_dir / PENDING_FILE, pending)
         self._pending = pending
-        self.outbox.put(ENROL_KEY, TOPIC_ENROL, data)
+        self.outbox.put(ENROL_KEY, topic_of("enrolment"), data)
         log.info(
             "enrolling %s: %d slot(s), %d agent(s) (%s)",
             self.identity.hostname,

@@ -16,9 +16,9 @@ from datetime import datetime
 from typing import Any
 
 from cooee_agent.bus.outbox import Outbox
-from cooee_agent.bus.transport import TOPIC_INTERVENTION
 from cooee_agent.errors import InputError
 from cooee_agent.protocol.keys import AgentKeys
+from cooee_agent.protocol.kinds import topic_of
 from cooee_agent.protocol.records import SCHEMA_VERSION, new_nonce, now_text
 from cooee_agent.protocol.sealing import seal_plain
 
@@ -65,7 +65,7 @@ def queue_intervention(outbox: Outbox, keys: AgentKeys, record: dict[str, Any]) 
     """Sign ``record`` and store it in the outbox (due now); returns the outbox key."""
     data = seal_plain(record, keys.signing, keys.agent_id)
     key = KEY_PREFIX + record["nonce"]
-    outbox.put(key, TOPIC_INTERVENTION, data)
+    outbox.put(key, topic_of("intervention"), data)
     log.info(
         "queued intervention call %s (%s): %s",
         record["reason"],

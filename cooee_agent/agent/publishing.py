@@ -36,11 +36,14 @@ def mesh_alive(transport: Transport | None, subscription: Subscription | None) -
     return subscription is None or not subscription.closed
 
 
-def publish_plain(transport: Transport, keys: Any, topic: str, record: dict[str, Any]) -> None:
-    """Sign ``record`` with the agent key and publish it (CooeeError when refused)."""
+def publish_plain(transport: Transport, keys: Any, record: dict[str, Any]) -> None:
+    """Sign ``record`` with the agent key and publish it on its kind's topic (CooeeError when
+    refused)."""
     from cooee_agent.protocol import seal_plain
+    from cooee_agent.protocol.kinds import topic_of
 
-    transport.publish(topic, seal_plain(record, keys.signing, keys.agent_id))
+    envelope = seal_plain(record, keys.signing, keys.agent_id)
+    transport.publish(topic_of(record["kind"]), envelope)
 
 
 def pump(

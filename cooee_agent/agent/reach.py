@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 
 from cooee_agent.agent.publishing import topic_peers
-from cooee_agent.bus.transport import TOPIC_AVAILABILITY, Transport
+from cooee_agent.bus.transport import Transport
 from cooee_agent.errors import CooeeError
+from cooee_agent.protocol.kinds import TOPIC_AVAILABILITY
 
 log = logging.getLogger(__name__)
 

@@ -49,7 +49,7 @@ def mesh_config(config: Config) -> MeshConfig:
     several times over. Its own heartbeats go to every peer that joined the topic (flood
     publishing): the Leader, and any relay."""
     from cooee_agent.bus.mesh_config import MeshConfig
-    from cooee_agent.bus.transport import TOPIC_AVAILABILITY, TOPICS
+    from cooee_agent.protocol.kinds import TOPIC_AVAILABILITY, TOPICS
 
     relay = config.mesh.relay_availability
     return MeshConfig(

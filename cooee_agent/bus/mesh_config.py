@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cooee_agent.bus.limits import RateLimit
-from cooee_agent.bus.transport import TOPICS
+from cooee_agent.protocol.kinds import TOPICS
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,16 +24,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-logger = logging.getLogger(__name__)
-
-# The topics are the kinds table's (the transport carries bytes; the protocol names topics).
-from cooee_agent.protocol.kinds import (  # noqa: E402, F401  (the importers move to kinds next)
-    TOPIC_ASSIGNMENT,
-    TOPIC_AVAILABILITY,
-    TOPIC_ENROL,
-    TOPIC_INTERVENTION,
-    TOPICS,
+from cooee_agent.protocol.kinds import (
+    TOPICS,  # the protocol names the topics; the bus carries bytes
 )
+
+logger = logging.getLogger(__name__)
 
 # The envelope contract (docs/PROTOCOL.md, section 8): nothing larger goes over the wire.
 MAX_MESSAGE_BYTES = 64 * 1024

@@ -10,13 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cooee_agent.agent.usage import Usage
-from cooee_agent.bus.transport import (
-    TOPIC_ASSIGNMENT,
-    TOPIC_AVAILABILITY,
-    TOPIC_ENROL,
-    TOPIC_INTERVENTION,
-    Transport,
-)
+from cooee_agent.bus.transport import Transport
 from cooee_agent.config import Config, HeartbeatConfig, LeaderConfig
 from cooee_agent.discovery.model import (
     Gpu,
@@ -30,6 +24,12 @@ from cooee_agent.discovery.model import (
 )
 from cooee_agent.leader.registrar import Registrar
 from cooee_agent.protocol.keys import generate_leader_keys
+from cooee_agent.protocol.kinds import (
+    TOPIC_ASSIGNMENT,
+    TOPIC_AVAILABILITY,
+    TOPIC_ENROL,
+    TOPIC_INTERVENTION,
+)
 from cooee_agent.protocol.sealing import open_plain
 
 

@@ -21,7 +21,7 @@ from cooee_agent.agent.enrolment_record import build_enrolment
 from cooee_agent.agent.watchdog import WatchdogPinger
 from cooee_agent.bus.memory import MemoryBus
 from cooee_agent.bus.outbox import Outbox
-from cooee_agent.bus.transport import TOPIC_ASSIGNMENT, TOPIC_ENROL, Message
+from cooee_agent.bus.transport import Message
 from cooee_agent.config import Config, HeartbeatConfig
 from cooee_agent.discovery.inventory import agent_tuples
 from cooee_agent.discovery.model import ProbeFailure
@@ -31,6 +31,7 @@ from cooee_agent.protocol import (
     parse_bundle,
     seal_enrolment,
 )
+from cooee_agent.protocol.kinds import TOPIC_ASSIGNMENT, TOPIC_ENROL
 
 TICK = 0.02
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from cooee_agent.agent.state import write_json
 from cooee_agent.bus.outbox import Outbox
-from cooee_agent.bus.transport import TOPIC_ENROL
 from cooee_agent.cli.status import STALE_AFTER, read_status
+from cooee_agent.protocol.kinds import TOPIC_ENROL
 
 ENTRY = "from cooee_agent.cli import main; main()"
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from cooee_agent.bus.outbox import Outbox
-from cooee_agent.bus.transport import TOPIC_ENROL
+from cooee_agent.protocol.kinds import TOPIC_ENROL
 
 
 def main() -> None:

@@ -20,8 +20,8 @@ from cooee_agent.agent.wiring import mesh_config
 from cooee_agent.bus import libp2p_patches
 from cooee_agent.bus.mesh_config import MeshConfig
 from cooee_agent.bus.mesh_transport import MeshTransport, multiaddrs_of
-from cooee_agent.bus.transport import TOPIC_AVAILABILITY, TOPIC_ENROL, TOPICS
 from cooee_agent.config import parse_config
+from cooee_agent.protocol.kinds import TOPIC_AVAILABILITY, TOPIC_ENROL, TOPICS
 
 AGENTS = 4
 

@@ -10,7 +10,7 @@ import pyrage
 import pytest
 from meshharness import PeerProcess, Spawner, publish_until_received
 
-from cooee_agent.bus.transport import TOPIC_ASSIGNMENT, TOPIC_ENROL
+from cooee_agent.protocol.kinds import TOPIC_ASSIGNMENT, TOPIC_ENROL
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

@@ -11,7 +11,7 @@ import pytest
 from node_support import on_node, received, until
 
 from cooee_agent.bus.mesh_transport import MeshTransport, multiaddrs_of
-from cooee_agent.bus.transport import TOPIC_ENROL
+from cooee_agent.protocol.kinds import TOPIC_ENROL
 
 # 0xff starts a field with wire type 7, which protobuf does not have: ParseFromString fails.
 GARBAGE = b"\xff" * 64

@@ -12,8 +12,9 @@ import pytest
 from cooee_agent.agent.wiring import mesh_config
 from cooee_agent.bus.mesh_config import MeshConfig
 from cooee_agent.bus.mesh_transport import MeshTransport, multiaddrs_of, start_mesh
-from cooee_agent.bus.transport import MAX_MESSAGE_BYTES, TOPIC_ENROL, Message
+from cooee_agent.bus.transport import MAX_MESSAGE_BYTES, Message
 from cooee_agent.errors import TransportError
+from cooee_agent.protocol.kinds import TOPIC_ENROL
 
 LOOPBACK = ("/ip4/127.0.0.1/tcp/0",)
 

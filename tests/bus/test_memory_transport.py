@@ -8,13 +8,9 @@ import pytest
 
 from cooee_agent.bus.limits import RateLimit
 from cooee_agent.bus.memory import MemoryBus
-from cooee_agent.bus.transport import (
-    MAX_MESSAGE_BYTES,
-    TOPIC_ASSIGNMENT,
-    TOPIC_ENROL,
-    Message,
-)
+from cooee_agent.bus.transport import MAX_MESSAGE_BYTES, Message
 from cooee_agent.errors import TransportError
+from cooee_agent.protocol.kinds import TOPIC_ASSIGNMENT, TOPIC_ENROL
 
 
 def test_subscribers_receive_other_peers_messages_but_not_their_own() -> None:

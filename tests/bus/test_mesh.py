@@ -9,7 +9,8 @@ import time
 import pytest
 from meshharness import MESH_TIMEOUT, Spawner, publish_until_received
 
-from cooee_agent.bus.transport import MAX_MESSAGE_BYTES, TOPIC_AVAILABILITY, TOPIC_ENROL
+from cooee_agent.bus.transport import MAX_MESSAGE_BYTES
+from cooee_agent.protocol.kinds import TOPIC_AVAILABILITY, TOPIC_ENROL
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

@@ -14,8 +14,8 @@ import pytest
 
 from cooee_agent.bus.memory import MemoryBus
 from cooee_agent.bus.outbox import OUTBOX_FILE, Outbox
-from cooee_agent.bus.transport import TOPIC_ASSIGNMENT, TOPIC_ENROL
 from cooee_agent.errors import TransportError
+from cooee_agent.protocol.kinds import TOPIC_ASSIGNMENT, TOPIC_ENROL
 
 CHILD = Path(__file__).with_name("outbox_child.py")
 

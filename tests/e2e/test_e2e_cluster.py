@@ -13,7 +13,7 @@ from e2eharness import World, until
 from meshharness import Spawner
 
 from cooee_agent.agent.state import ASSIGNMENT_FILE, PENDING_FILE
-from cooee_agent.bus.transport import TOPIC_ENROL
+from cooee_agent.protocol.kinds import TOPIC_ENROL
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

@@ -17,7 +17,8 @@ import pytest
 from e2eharness import DEADLINE, ENTRY, World, until
 from meshharness import Spawner
 
-from cooee_agent.bus.transport import MAX_MESSAGE_BYTES, TOPIC_ASSIGNMENT, TOPIC_ENROL
+from cooee_agent.bus.transport import MAX_MESSAGE_BYTES
+from cooee_agent.protocol.kinds import TOPIC_ASSIGNMENT, TOPIC_ENROL
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

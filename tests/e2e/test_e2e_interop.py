@@ -16,7 +16,7 @@ from e2eharness import World
 from meshharness import PeerProcess, Spawner
 
 from cooee_agent.agent.state import ASSIGNMENT_FILE
-from cooee_agent.bus.transport import TOPIC_ASSIGNMENT, TOPIC_ENROL
+from cooee_agent.protocol.kinds import TOPIC_ASSIGNMENT, TOPIC_ENROL
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

@@ -13,18 +13,18 @@ import pytest
 from enrolment_factory import agent_keys, record
 
 from cooee_agent.bus.memory import MemoryBus, MemoryTransport
-from cooee_agent.bus.transport import (
-    TOPIC_ASSIGNMENT,
-    TOPIC_AVAILABILITY,
-    TOPIC_ENROL,
-    TOPIC_INTERVENTION,
-    Message,
-)
+from cooee_agent.bus.transport import Message
 from cooee_agent.identity import token as codec
 from cooee_agent.leader.calls import CALLS_FILE, CallBook, CallError
 from cooee_agent.leader.dispatch import Dispatcher, envelope_validator
 from cooee_agent.leader.registrar import Registrar
 from cooee_agent.protocol.keys import AgentKeys, LeaderKeys
+from cooee_agent.protocol.kinds import (
+    TOPIC_ASSIGNMENT,
+    TOPIC_AVAILABILITY,
+    TOPIC_ENROL,
+    TOPIC_INTERVENTION,
+)
 from cooee_agent.protocol.records import new_nonce, now_text
 from cooee_agent.protocol.sealing import open_assignment, seal_enrolment, seal_plain
 

@@ -21,14 +21,14 @@ from process_support import ENTRY, cli, free_port, until
 
 from cooee_agent.bus.mesh_config import MeshConfig
 from cooee_agent.bus.mesh_transport import MeshTransport, start_mesh
-from cooee_agent.bus.transport import (
+from cooee_agent.identity import token as codec
+from cooee_agent.protocol.keys import AgentKeys, LeaderKeys
+from cooee_agent.protocol.kinds import (
     TOPIC_ASSIGNMENT,
     TOPIC_AVAILABILITY,
     TOPIC_ENROL,
     TOPIC_INTERVENTION,
 )
-from cooee_agent.identity import token as codec
-from cooee_agent.protocol.keys import AgentKeys, LeaderKeys
 from cooee_agent.protocol.records import new_nonce, now_text
 from cooee_agent.protocol.sealing import open_assignment, seal_enrolment, seal_plain
 
