@@ -185,19 +185,22 @@ def apply_record(
         )
     db.execute("DELETE FROM slots WHERE host_row = ?", (row,))
     db.execute("DELETE FROM agents WHERE host_row = ?", (row,))
-    tokens = []
-    for slot in record.slots:
-        token = codec.encode(TOKEN_VERSION, host_id, slot.slot)
-        db.execute(
-            "INSERT INTO slots VALUES (?, ?, ?, ?, ?, ?)",
-            (row, slot.slot, slot.gpu_id, slot.vendor, slot.name, token),
-        )
-        tokens.append(SlotToken(slot=slot.slot, gpu_id=slot.gpu_id, token=token))
+    tokens = tuple(
+        SlotToken(slot=s.slot, gpu_id=s.gpu_id, token=codec.encode(TOKEN_VERSION, host_id, s.slot))
+        for s in record.slots
+    )
+    db.executemany(
+        "INSERT INTO slots VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (row, s.slot, s.gpu_id, s.vendor, s.name, t.token)
+            for s, t in zip(record.slots, tokens, strict=True)
+        ],
+    )
     db.executemany(
         "INSERT INTO agents VALUES (?, ?, ?, ?, ?)",
         [(row, a.key, a.slot, a.tuple.model, a.tuple.gpu_id) for a in record.agents],
     )
-    return tuple(tokens)
+    return tokens
 
 
 def store_assignment(
