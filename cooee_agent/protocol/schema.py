@@ -252,9 +252,26 @@ def _no_constant(text: str) -> Any:
     raise fail("", f"holds {text}, which is not JSON")
 
 
+def _refuse_float(text: str) -> Any:
+    raise ValueError(text)
+
+
+_FAST = msgspec.json.Decoder(float_hook=_refuse_float)
+
+
 def loads(data: bytes | str, what: str) -> Any:
     """Parse strict JSON: UTF-8, no duplicate keys, no floats, no NaN/Infinity."""
     if isinstance(data, bytes):
+        # The usual message is canonical JSON (every implementation sends what it signs): a fast
+        # decode that re-encodes to the very same bytes had no duplicate key, no float and no
+        # other laxity to refuse. Anything else takes the strict parser and its precise refusal.
+        try:
+            value = _FAST.decode(data)
+        except (msgspec.MsgspecError, UnicodeError, ValueError, RecursionError):
+            pass
+        else:
+            if _CANONICAL.encode(value) == data:
+                return value
         try:
             data = data.decode("utf-8")
         except UnicodeDecodeError as error:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from cooee_agent.protocol.errors import RejectedError
 from cooee_agent.protocol.records import Availability, Intervention
-from cooee_agent.protocol.schema import canonical, check_characters, convert
+from cooee_agent.protocol.schema import canonical, check_characters, convert, loads
 
 FORBIDDEN = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
@@ -105,3 +105,31 @@ def test_a_missing_field_and_a_long_list_are_named() -> None:
     }
     with pytest.raises(RejectedError, match=r"slots: has 17 items, expected 1\.\.16"):
         convert(heartbeat, Availability)
+
+
+def _outcome(data: bytes | str):
+    try:
+        return ("value", loads(data, "x"))
+    except RejectedError as error:
+        return ("refused", error.detail)
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | texts,
+        lambda children: (
+            st.lists(children, max_size=3) | st.dictionaries(texts, children, max_size=3)
+        ),
+        max_leaves=15,
+    ),
+    st.sampled_from(["canonical", "spaced", "duplicated"]),
+)
+def test_the_fast_parse_agrees_with_the_strict_one_on_every_input(value, spelling: str) -> None:
+    if spelling == "canonical":
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    else:
+        text = json.dumps(value, ensure_ascii=False)
+        if spelling == "duplicated" and text.startswith("{") and text != "{}":
+            text = '{"dup":1,"dup":1,' + text[1:]
+    # The str path is the strict parser alone; bytes take the fast path first.
+    assert _outcome(text.encode("utf-8")) == _outcome(text)
