@@ -4,6 +4,7 @@ pinned agent keys, apply the newer ones to the registry, and say who came back o
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -101,16 +102,21 @@ def hear_presence(
     return Heard(True, "applied", kind, host.host_id, state, previous)
 
 
-def handle_presence(dispatcher: Dispatcher, message: Message) -> Handled:
+def handle_presence(dispatcher: Dispatcher, messages: Sequence[Message]) -> list[Handled]:
     """The kinds table's handler of availability and leaving records."""
-    heard = hear_presence(
-        dispatcher.registrar.registry,
-        message.data,
-        now=dispatcher.clock(),
-        window=dispatcher.registrar.window,
-        offline_after=dispatcher.offline_after,
-    )
-    return Handled(message.topic, heard.reason)
+    return [
+        Handled(
+            message.topic,
+            hear_presence(
+                dispatcher.registrar.registry,
+                message.data,
+                now=dispatcher.clock(),
+                window=dispatcher.registrar.window,
+                offline_after=dispatcher.offline_after,
+            ).reason,
+        )
+        for message in messages
+    ]
 
 
 def _refused(reason: str, detail: str) -> Heard:

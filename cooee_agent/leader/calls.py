@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -252,18 +253,24 @@ def _call(row: sqlite3.Row) -> Call:
     )
 
 
-def handle_call(dispatcher: Dispatcher, message: Message) -> Handled:
+def handle_calls(dispatcher: Dispatcher, messages: Sequence[Message]) -> list[Handled]:
     """The kinds table's handler of intervention calls (ignored by a Leader without a book)."""
-    if dispatcher.calls is None:
-        return Handled(message.topic, "ignored")
-    call = hear_call(
-        dispatcher.registrar.registry,
-        dispatcher.calls,
-        message.data,
-        now=dispatcher.clock(),
-        window=dispatcher.registrar.window,
-    )
-    return Handled(message.topic, call.reason)
+    book = dispatcher.calls
+    if book is None:
+        return [Handled(message.topic, "ignored") for message in messages]
+    return [
+        Handled(
+            message.topic,
+            hear_call(
+                dispatcher.registrar.registry,
+                book,
+                message.data,
+                now=dispatcher.clock(),
+                window=dispatcher.registrar.window,
+            ).reason,
+        )
+        for message in messages
+    ]
 
 
 def hear_call(

@@ -16,11 +16,10 @@ import hashlib
 import importlib
 import json
 import logging
-import queue
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from cooee_agent.bus.transport import MAX_MESSAGE_BYTES, Message, Subscription, Transport
@@ -80,6 +79,8 @@ class Dispatcher:
         self.resend_gap_s = resend_gap_s
         self._resent: OrderedDict[bytes, float] = OrderedDict()
         self._handlers = topic_handlers()
+        self._queues = {topic: TopicQueue(topic) for topic in LEADER_TOPICS}
+        self._ready = threading.Condition()
         self._subscriptions: dict[str, Subscription] = {
             topic: transport.subscribe(topic) for topic in LEADER_TOPICS
         }
@@ -87,18 +88,28 @@ class Dispatcher:
     # -- handling ------------------------------------------------------------------------------
 
     def handle(self, message: Message) -> Handled:
-        """Handle one message by its topic's handler in the kinds table; logs and swallows every
-        failure so no message stops the Leader."""
-        handler = self._handlers.get(message.topic)
+        """Handle one message (a batch of one)."""
+        (handled,) = self.handle_batch(message.topic, [message])
+        return handled
+
+    def handle_batch(self, topic: str, messages: Sequence[Message]) -> list[Handled]:
+        """Handle messages of one topic by the handler the kinds table names for it; logs and
+        swallows every failure so no message stops the Leader."""
+        handler = self._handlers.get(topic)
         if handler is None:
-            return Handled(message.topic, "ignored")
+            return [Handled(topic, "ignored") for _ in messages]
         try:
-            return handler(self, message)
+            handled = handler(self, messages)
         except Exception:
-            log.exception(
-                "failed to handle a message on %s from %s", message.topic, message.from_peer
-            )
-            return Handled(message.topic, "error")
+            log.exception("failed to handle %d message(s) on %s", len(messages), topic)
+            return [Handled(topic, "error") for _ in messages]
+        if len(handled) != len(messages):
+            log.error("the handler of %s answered %d of %d", topic, len(handled), len(messages))
+        return handled
+
+    def dropped(self) -> dict[str, int]:
+        """Messages dropped so far per topic because its queue was full."""
+        return {topic: queue.dropped for topic, queue in self._queues.items()}
 
     def publish(self, topic: str, data: bytes) -> None:
         """Send an answer on the channel (raises TransportError)."""
@@ -132,28 +143,41 @@ class Dispatcher:
 
     def drain(self) -> list[Handled]:
         """Handle every message already received, without waiting (tests step with this)."""
-        handled = []
-        progress = True
-        while progress:
-            progress = False
-            for subscription in self._subscriptions.values():
-                message = subscription.get(timeout=0)
-                if message is not None:
-                    handled.append(self.handle(message))
-                    progress = True
+        for topic, subscription in self._subscriptions.items():
+            while (message := subscription.get(timeout=0)) is not None:
+                self._queues[topic].put(message)
+        handled: list[Handled] = []
+        while batch := self._serve_round():
+            handled += batch
         return handled
 
+    def _serve_round(self) -> list[Handled]:
+        """One turn for every topic with work waiting, at most its kind's batch each: a burst of
+        one kind delays the others by one batch, never by the whole burst."""
+        handled: list[Handled] = []
+        for topic, waiting in self._queues.items():
+            messages = waiting.take(topic_batch(topic))
+            if messages:
+                handled += self.handle_batch(topic, messages)
+        return handled
+
+    def _receive(self, topic: str, message: Message) -> None:
+        """Called by the pump threads: queue the message and wake the serving loop."""
+        with self._ready:
+            self._queues[topic].put(message)
+            self._ready.notify()
+
     def run(self, stop: threading.Event, *, tick_s: float = 1.0) -> None:
-        """Serve until ``stop`` is set: messages in arrival order, an offline sweep every tick.
+        """Serve until ``stop`` is set: each topic's messages in arrival order, the topics in
+        turn, an offline sweep every tick.
 
         Raises TransportError (within a tick) once the transport can carry nothing more: its
         node died or its subscriptions were closed underneath the dispatcher. A Leader without a
         network must not look healthy; its supervisor restarts it.
         """
-        inbox: queue.Queue[Message] = queue.Queue()
         pumps = [
             threading.Thread(
-                target=_pump, args=(sub, inbox, stop), name=f"leader-{topic}", daemon=True
+                target=_pump, args=(sub, self._receive, stop), name=f"leader-{topic}", daemon=True
             )
             for topic, sub in self._subscriptions.items()
         ]
@@ -171,12 +195,25 @@ class Dispatcher:
                     self.sweep()
                 except Exception:
                     log.exception("offline sweep failed")
+                self._report_drops()
                 next_sweep = time.monotonic() + tick_s
-            try:
-                message = inbox.get(timeout=max(0.0, min(tick_s, next_sweep - time.monotonic())))
-            except queue.Empty:
-                continue
-            self.handle(message)
+            with self._ready:
+                if not any(self._queues.values()):
+                    self._ready.wait(timeout=max(0.0, min(tick_s, next_sweep - time.monotonic())))
+            self._serve_round()
+
+    def _report_drops(self) -> None:
+        # Once per tick at most, and only when something was dropped since the last report.
+        for waiting in self._queues.values():
+            fresh = waiting.take_unreported_drops()
+            if fresh:
+                log.warning(
+                    "dropped %d message(s) on %s: its queue of %d was full (%d so far)",
+                    fresh,
+                    waiting.topic,
+                    waiting.limit,
+                    waiting.dropped,
+                )
 
     def _transport_alive(self) -> bool:
         # Only the mesh transport reports ``alive``; a transport without it cannot die.
@@ -202,10 +239,48 @@ def topic_handlers() -> dict[str, Handler]:
     return handlers
 
 
-def _pump(subscription: Subscription, inbox: queue.Queue[Message], stop: threading.Event) -> None:
+def topic_batch(topic: str) -> int:
+    return max(KINDS[kind].batch for kind in TOPIC_KINDS[topic])
+
+
+class TopicQueue:
+    """The Leader's waiting messages of one topic, bounded by its kinds' ``queue``: past it the
+    oldest is dropped and counted, so a flood of one kind costs that kind, not the others."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.limit = max(KINDS[kind].queue for kind in TOPIC_KINDS[topic])
+        self._messages: deque[Message] = deque()
+        self._lock = threading.Lock()
+        self.dropped = 0
+        self._reported = 0
+
+    def put(self, message: Message) -> None:
+        with self._lock:
+            if len(self._messages) >= self.limit:
+                self._messages.popleft()
+                self.dropped += 1
+            self._messages.append(message)
+
+    def take(self, most: int) -> list[Message]:
+        with self._lock:
+            return [self._messages.popleft() for _ in range(min(most, len(self._messages)))]
+
+    def take_unreported_drops(self) -> int:
+        with self._lock:
+            fresh, self._reported = self.dropped - self._reported, self.dropped
+            return fresh
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+
+def _pump(
+    subscription: Subscription, receive: Callable[[str, Message], None], stop: threading.Event
+) -> None:
     while not stop.is_set():
         message = subscription.get(timeout=0.5)
         if message is not None:
-            inbox.put(message)
+            receive(subscription.topic, message)
         elif subscription.closed:
             return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,5 +21,6 @@ class Handled:
 
 
 # A handler gets the dispatcher (its Registrar, call book, clock and the channel to answer on)
-# and one message of its topic; it never raises for what the message holds.
-Handler = Callable[["Dispatcher", "Message"], Handled]
+# and a batch of messages of its topic (at most its kind's ``batch``, in arrival order); it
+# returns what became of each, in order, and never raises for what a message holds.
+Handler = Callable[["Dispatcher", "Sequence[Message]"], "list[Handled]"]

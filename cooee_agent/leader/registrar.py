@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from cooee_agent.errors import TransportError
 from cooee_agent.leader.handled import Handled
 from cooee_agent.leader.registry import REGISTRY_FILE, Registry
+from cooee_agent.leader.registry.admission import Enrolment, Outcome
 from cooee_agent.leader.registry.views import HostView
 from cooee_agent.protocol.errors import RejectedError
 from cooee_agent.protocol.keys import LeaderKeys, load_leader_keys
@@ -149,25 +150,50 @@ class Registrar:
 
     def ingest(self, envelope: bytes, *, now: datetime | None = None) -> IngestResult:
         """Open, verify and apply one enrolment envelope; never raises for what it was sent."""
+        (result,) = self.ingest_many([envelope], now=now)
+        return result
+
+    def ingest_many(
+        self, envelopes: Sequence[bytes], *, now: datetime | None = None
+    ) -> list[IngestResult]:
+        """Open and verify each envelope, then apply the good ones in one registry transaction
+        (group commit); a result per envelope, in order. Never raises for what it was sent."""
         moment = now if now is not None else datetime.now(UTC)
-        try:
-            record, _ = open_enrolment(envelope, self.keys, window=self.window, now=moment)
-        except RejectedError as error:
-            if error.reason == "stale":
-                resent = self._resend_of_stale(envelope, moment)
-                if resent is not None:
-                    return resent
-            log.warning("refused enrolment: %s: %s", error.reason, error.detail)
-            return IngestResult(False, error.reason, error.detail)
-        expires = int(parse_time(record.issued_at).timestamp())
-        expires += self.window.max_age_s + self.window.max_skew_s
-        outcome = self.registry.enrol(
-            record,
+        results: list[IngestResult | None] = []
+        opened: list[tuple[int, EnrolmentRecord]] = []
+        for envelope in envelopes:
+            try:
+                record, _ = open_enrolment(envelope, self.keys, window=self.window, now=moment)
+            except RejectedError as error:
+                results.append(self._refused(envelope, error, moment))
+                continue
+            opened.append((len(results), record))
+            results.append(None)
+        outcomes = self.registry.enrol_batch(
+            [
+                Enrolment(record, self._nonce_expiry(record), self._admitted(record.join_token))
+                for _, record in opened
+            ],
             now=moment,
-            nonce_expires_at=expires,
-            admitted=self._admitted(record.join_token),
             seal=self._sealer(moment),
         )
+        for (index, record), outcome in zip(opened, outcomes, strict=True):
+            results[index] = self._result(record, outcome)
+        return [result for result in results if result is not None]
+
+    def _nonce_expiry(self, record: EnrolmentRecord) -> int:
+        expires = int(parse_time(record.issued_at).timestamp())
+        return expires + self.window.max_age_s + self.window.max_skew_s
+
+    def _refused(self, envelope: bytes, error: RejectedError, moment: datetime) -> IngestResult:
+        if error.reason == "stale":
+            resent = self._resend_of_stale(envelope, moment)
+            if resent is not None:
+                return resent
+        log.warning("refused enrolment: %s: %s", error.reason, error.detail)
+        return IngestResult(False, error.reason, error.detail)
+
+    def _result(self, record: EnrolmentRecord, outcome: Outcome) -> IngestResult:
         common = {
             "host_id": outcome.host_id,
             "hostname": record.host.hostname,
@@ -240,10 +266,20 @@ class Registrar:
         return self.registry.approve(selector, now=moment, seal=self._sealer(moment))
 
 
-def handle_enrolment(dispatcher: Dispatcher, message: Message) -> Handled:
-    """The kinds table's handler of enrolments: ingest, answer with the assignment (a resend at
-    most once per gap), or raise an operator call for an outcome that needs one."""
-    result = dispatcher.registrar.ingest(message.data, now=dispatcher.clock())
+def handle_enrolments(dispatcher: Dispatcher, messages: Sequence[Message]) -> list[Handled]:
+    """The kinds table's handler of enrolments, a batch at a time: ingest them together (one
+    commit), then answer each with its assignment (a resend at most once per gap), or raise an
+    operator call for an outcome that needs one. No answer leaves before its batch is durable."""
+    results = dispatcher.registrar.ingest_many(
+        [message.data for message in messages], now=dispatcher.clock()
+    )
+    return [
+        _answer(dispatcher, message, result)
+        for message, result in zip(messages, results, strict=True)
+    ]
+
+
+def _answer(dispatcher: Dispatcher, message: Message, result: IngestResult) -> Handled:
     if result.assignment_envelope is not None and dispatcher.may_send(result):
         try:
             dispatcher.publish(topic_of("assignment"), result.assignment_envelope)

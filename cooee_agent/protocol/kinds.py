@@ -37,6 +37,10 @@ class Kind:
     sender: Party
     reader: Party
     handler: str | None
+    # The Leader's inbound queue for this kind's topic holds at most ``queue`` messages (the
+    # oldest is dropped and counted past it), and its handler takes up to ``batch`` at once.
+    queue: int = 1024
+    batch: int = 1
 
 
 _ROWS = (
@@ -47,7 +51,10 @@ _ROWS = (
         sealed=True,
         sender="agent",
         reader="leader",
-        handler="cooee_agent.leader.registrar:handle_enrolment",
+        handler="cooee_agent.leader.registrar:handle_enrolments",
+        # A cold start's burst of enrolments is applied in batches, one commit each.
+        queue=512,
+        batch=64,
     ),
     Kind(
         "assignment",
@@ -66,6 +73,7 @@ _ROWS = (
         sender="agent",
         reader="leader",
         handler="cooee_agent.leader.availability:handle_presence",
+        queue=8192,  # a heartbeat of every host of a full cluster, twice over
     ),
     Kind(
         "leaving",
@@ -75,6 +83,7 @@ _ROWS = (
         sender="agent",
         reader="leader",
         handler="cooee_agent.leader.availability:handle_presence",
+        queue=8192,
     ),
     Kind(
         "intervention",
@@ -83,7 +92,7 @@ _ROWS = (
         sealed=False,
         sender="agent",
         reader="leader",
-        handler="cooee_agent.leader.calls:handle_call",
+        handler="cooee_agent.leader.calls:handle_calls",
     ),
 )
 

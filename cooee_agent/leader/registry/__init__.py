@@ -11,12 +11,13 @@ host_ids, stored assignments), ``presence`` (what was last heard from each host)
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from cooee_agent.leader.registry import actions, admission, presence, schema, views
-from cooee_agent.leader.registry.admission import Outcome, Sealer
+from cooee_agent.leader.registry.admission import Enrolment, Outcome, Sealer
 from cooee_agent.leader.registry.presence import PinnedHost
 from cooee_agent.leader.registry.views import HostView
 from cooee_agent.protocol.records import EnrolmentRecord
@@ -51,15 +52,17 @@ class Registry:
         admitted: bool = True,
         seal: Sealer | None = None,
     ) -> Outcome:
-        """Apply a verified enrolment (``admission.enrol``)."""
-        return admission.enrol(
-            self._db,
-            record,
-            now=now,
-            nonce_expires_at=nonce_expires_at,
-            admitted=admitted,
-            seal=seal,
+        """Apply one verified enrolment (a batch of one)."""
+        (outcome,) = self.enrol_batch(
+            [Enrolment(record, nonce_expires_at, admitted)], now=now, seal=seal
         )
+        return outcome
+
+    def enrol_batch(
+        self, enrolments: Sequence[Enrolment], *, now: datetime, seal: Sealer | None = None
+    ) -> list[Outcome]:
+        """Apply verified enrolments in one transaction (``admission.enrol_batch``)."""
+        return admission.enrol_batch(self._db, enrolments, now=now, seal=seal)
 
     def stored_assignment(self, enrolment_nonce: str, agent_key: str) -> bytes | None:
         return admission.stored_assignment(self._db, enrolment_nonce, agent_key)

@@ -1,8 +1,8 @@
 """Admission: a verified enrolment applied to the registry, host_ids given out, and the
 assignments sent kept for resends.
 
-Every change is one BEGIN IMMEDIATE transaction, so concurrent ingesters serialise and a crash
-leaves either all of an enrolment (its assignment included) or none of it.
+Every batch of enrolments is one BEGIN IMMEDIATE transaction, so concurrent ingesters serialise
+and a crash leaves either all of an enrolment (its assignment included) or none of it.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -45,40 +45,61 @@ class Outcome:
         return self.reason == "accepted"
 
 
-def enrol(
+@dataclass(frozen=True, slots=True)
+class Enrolment:
+    """A verified enrolment to apply; ``admitted`` is False when a new host lacks a join token."""
+
+    record: EnrolmentRecord
+    nonce_expires_at: int
+    admitted: bool = True
+
+
+def enrol_batch(
     db: sqlite3.Connection,
-    record: EnrolmentRecord,
+    enrolments: Sequence[Enrolment],
     *,
     now: datetime,
-    nonce_expires_at: int,
-    admitted: bool = True,
     seal: Sealer | None = None,
-) -> Outcome:
-    """Apply a verified enrolment; ``admitted`` is False when a new host lacks a join token.
+) -> list[Outcome]:
+    """Apply verified enrolments in one transaction (group commit), each in its own savepoint:
+    one that is refused leaves the others, and all become durable together, before any answer
+    can be sent.
 
-    The nonce is checked and recorded in the same transaction as the host change, so a crash
-    never leaves a recorded nonce without its registry change or the other way round. When
-    accepted, ``seal(record, host_id, tokens)`` makes the assignment envelope, which is stored
-    in that transaction too (``stored_assignment`` finds it for a resent enrolment).
+    A nonce is checked and recorded with its registry change, so a crash never leaves a
+    recorded nonce without its change or the other way round. When accepted,
+    ``seal(record, host_id, tokens)`` makes the assignment envelope, which is stored in the same
+    transaction (``stored_assignment`` finds it for a resent enrolment).
     """
     stamp = now_text(now)
-    try:
-        with transaction(db):
-            db.execute("DELETE FROM nonces WHERE expires_at < ?", (int(now.timestamp()),))
-            if db.execute("SELECT 1 FROM nonces WHERE nonce = ?", (record.nonce,)).fetchone():
-                return Outcome("replayed", f"nonce {record.nonce} was already seen")
-            db.execute("INSERT INTO nonces VALUES (?, ?)", (record.nonce, nonce_expires_at))
-            outcome = _enrol_host(db, record, stamp, admitted)
-            if outcome.accepted and seal is not None:
-                assert outcome.host_id is not None
-                envelope = seal(record, outcome.host_id, outcome.tokens)
-                store_assignment(db, record, envelope, stamp)
-                return Outcome(
-                    outcome.reason, outcome.detail, outcome.host_id, outcome.tokens, envelope
-                )
-            return outcome
-    except HostIdExhausted as error:
-        return Outcome("exhausted", str(error))
+    outcomes = []
+    with transaction(db):
+        db.execute("DELETE FROM nonces WHERE expires_at < ?", (int(now.timestamp()),))
+        for enrolment in enrolments:
+            db.execute("SAVEPOINT enrolment")
+            try:
+                outcome = _enrol_one(db, enrolment, stamp, seal)
+            except HostIdExhausted as error:
+                db.execute("ROLLBACK TO enrolment")
+                outcome = Outcome("exhausted", str(error))
+            db.execute("RELEASE enrolment")
+            outcomes.append(outcome)
+    return outcomes
+
+
+def _enrol_one(
+    db: sqlite3.Connection, enrolment: Enrolment, stamp: str, seal: Sealer | None
+) -> Outcome:
+    record = enrolment.record
+    if db.execute("SELECT 1 FROM nonces WHERE nonce = ?", (record.nonce,)).fetchone():
+        return Outcome("replayed", f"nonce {record.nonce} was already seen")
+    db.execute("INSERT INTO nonces VALUES (?, ?)", (record.nonce, enrolment.nonce_expires_at))
+    outcome = _enrol_host(db, record, stamp, enrolment.admitted)
+    if outcome.accepted and seal is not None:
+        assert outcome.host_id is not None
+        envelope = seal(record, outcome.host_id, outcome.tokens)
+        store_assignment(db, record, envelope, stamp)
+        return Outcome(outcome.reason, outcome.detail, outcome.host_id, outcome.tokens, envelope)
+    return outcome
 
 
 def _enrol_host(
