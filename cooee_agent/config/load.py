@@ -24,16 +24,14 @@ from cooee_agent.config.checks import (
     REFINE,
     TABLES,
     InvalidValue,
-    Steps,
     as_list,
     decode_path,
-    explain,
     refine,
-    split,
 )
 from cooee_agent.config.model import DEV_LISTEN, NOT_IN_FILE, Config
 from cooee_agent.config.ollama_host import OLLAMA_HOST_ENV, parse_ollama_host
 from cooee_agent.config.paths import CONFIG_ENV, STATE_DIR_ENV, config_path, state_dir
+from cooee_agent.config.refusals import Steps, explain, split
 from cooee_agent.errors import ConfigError
 
 log = logging.getLogger(__name__)
