@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import msgspec.structs
+
 from cooee_agent.config import Config
 
 
@@ -43,7 +45,7 @@ def reload_config(old: Config, new: Config) -> Reload:
         )
         if before != after
     )
-    config = dataclasses.replace(
+    config = msgspec.structs.replace(
         old,
         log_level=new.log_level,
         heartbeat=new.heartbeat,

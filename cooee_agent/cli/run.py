@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import typer
@@ -24,11 +23,13 @@ STATE_DIR = typer.Option(
 
 def load(config: Path | None, state_dir: Path | None):  # type: ignore[no-untyped-def]
     """The configuration, with ``--state-dir`` applied over the file and the environment."""
+    from msgspec.structs import replace
+
     from cooee_agent.config import load_config
 
     loaded = load_config(config)
     if state_dir is not None:
-        loaded = dataclasses.replace(loaded, state_dir=state_dir.absolute())
+        loaded = replace(loaded, state_dir=state_dir.absolute())
     return loaded
 
 

@@ -1,9 +1,11 @@
 """The agent's configuration: the typed model, one check per key, loading and writing the file.
 
-``model`` holds the values and their defaults; ``checks`` the rule of every key, which loading
-(``load``), the wizard and ``enrol`` flags (``answers``) all apply; ``paths`` says where the
-file and the state directory are; ``write`` renders and writes a first configuration, and is
-imported from its module, as only ``enrol`` needs it.
+``model`` holds the values as msgspec Structs, with each key's default, type and bounds;
+``checks`` the rule of every key (its type and bounds, and what a type cannot say), which
+loading (``load``), the wizard and ``enrol`` flags (``answers``) all apply; ``refusals`` says
+msgspec's refusals in the configuration's words; ``paths`` says where the file and the state
+directory are; ``write`` renders and writes a first configuration, and is imported from its
+module, as only ``enrol`` needs it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Reading the configuration: find the file, parse its TOML, check every key, fill in defaults.
 
-A refusal names the file, the line, the key and the rule: ``config.toml:3: heartbeat.jitter:
-must be in [0, 0.5], got 0.9``.
+msgspec decodes the TOML's values into the Config Structs (types, bounds, known keys); then the
+keys the file set go through the rules their types cannot say (``checks.REFINE``). A refusal
+names the file, the line, the key and the rule: ``config.toml:3: heartbeat.jitter: must be in
+[0, 0.5], got 0.9``.
 """
 
 from __future__ import annotations
@@ -14,17 +16,22 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from cooee_agent.config.checks import SCHEMA, InvalidValue, kind
-from cooee_agent.config.model import (
-    DEV_LISTEN,
-    Config,
-    HeartbeatConfig,
-    LeaderConfig,
-    MeshConfig,
-    OllamaConfig,
+import msgspec
+from msgspec.structs import replace
+
+from cooee_agent.config.checks import (
+    FIELDS,
+    REFINE,
+    TABLES,
+    InvalidValue,
+    as_list,
+    decode_path,
+    refine,
 )
+from cooee_agent.config.model import DEV_LISTEN, NOT_IN_FILE, Config
 from cooee_agent.config.ollama_host import OLLAMA_HOST_ENV, parse_ollama_host
 from cooee_agent.config.paths import CONFIG_ENV, STATE_DIR_ENV, config_path, state_dir
+from cooee_agent.config.refusals import Steps, explain, split
 from cooee_agent.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -82,65 +89,78 @@ def parse_config(
         at = f"{where}:{line}" if line else where
         return ConfigError(f"{at}: {name}: {message}")
 
-    checked = _checked(_by_table(raw, fail), fail)
-    top = checked[""]
+    config = _refined(_decoded(raw, fail), raw, fail)
     try:
-        top["state_dir"] = state_dir(configured=top.get("state_dir"), env=env)
+        state = state_dir(configured=config.state_dir, env=env)
     except (OSError, ValueError) as error:
         raise ConfigError(f"${STATE_DIR_ENV}: {error}") from None
-    ollama = checked["ollama"]
-    if "host" not in ollama and env.get(OLLAMA_HOST_ENV):
+    ollama = config.ollama
+    if "host" not in raw.get("ollama", {}) and env.get(OLLAMA_HOST_ENV):
         # Where the file is silent, find Ollama where Ollama itself would listen.
-        ollama["host"] = parse_ollama_host(env[OLLAMA_HOST_ENV]).dial
-    mesh = checked["mesh"]
+        ollama = replace(ollama, host=parse_ollama_host(env[OLLAMA_HOST_ENV]).dial)
+    mesh = config.mesh
     if dev:
-        mesh.setdefault("listen", DEV_LISTEN)
-        if mesh.get("mdns"):
+        if "listen" not in raw.get("mesh", {}):
+            mesh = replace(mesh, listen=DEV_LISTEN)
+        if mesh.mdns:
             raise fail("mesh", "mdns", "must be false in dev mode (dev stays on 127.0.0.1)")
-    return Config(
-        **top,
-        leader=LeaderConfig(**checked["leader"]),
-        mesh=MeshConfig(**mesh),
-        heartbeat=HeartbeatConfig(**checked["heartbeat"]),
-        ollama=OllamaConfig(**ollama),
-        source=source,
-    )
+    return replace(config, state_dir=state, ollama=ollama, mesh=mesh, source=source)
 
 
 # Makes the refusal for (table, key, rule), naming the file and line.
 _Fail = Callable[[str, str, str], ConfigError]
+_UNKNOWN = re.compile(r"Object contains unknown field `(?P<name>[^`]*)`")
 
 
-def _by_table(raw: dict[str, Any], fail: _Fail) -> dict[str, dict[str, Any]]:
-    """The file's values by table ("" for the top level); refuses a table that is not known."""
-    values: dict[str, dict[str, Any]] = {section: {} for section in SCHEMA}
-    for name, value in raw.items():
-        if name in SCHEMA:
-            if not isinstance(value, dict):
-                raise fail("", name, f"must be a table [{name}], got {kind(value)}")
-            values[name].update(value)
-        elif isinstance(value, dict):
-            tables = ", ".join(f"[{table}]" for table in SCHEMA if table)
-            raise fail(name, "", f"unknown table (known: {tables})")
-        else:
-            values[""][name] = value
-    return values
+def _decoded(raw: dict[str, Any], fail: _Fail) -> Config:
+    """The file's values as a Config, their types and bounds checked by msgspec; the first
+    refusal names its key."""
+    for name in NOT_IN_FILE & raw.keys():  # a Config field, but not for the file to set
+        raise _unknown(raw, (), name, fail)
+    for section, kinds in FIELDS.items():
+        table = raw.get(section) if section else raw
+        if isinstance(table, dict):
+            for key in kinds.keys() & table.keys():
+                table[key] = as_list(table[key], kinds[key])
+    try:
+        return msgspec.convert(raw, Config, strict=True, dec_hook=decode_path)
+    except msgspec.ValidationError as error:
+        said, steps = split(str(error))
+        unknown = _UNKNOWN.fullmatch(said)
+        if unknown is not None:
+            raise _unknown(raw, steps, unknown["name"], fail) from None
+        names = [step for step in steps if isinstance(step, str)]
+        section, key = names[:2] if len(names) > 1 else ("", names[0] if names else "")
+        raise fail(section, key, explain(said, steps, raw, Config)) from None
 
 
-def _checked(values: dict[str, dict[str, Any]], fail: _Fail) -> dict[str, dict[str, Any]]:
-    """Every value through its key's check; the first refusal names its key."""
-    checked: dict[str, dict[str, Any]] = {section: {} for section in SCHEMA}
-    for section, items in values.items():
-        known = SCHEMA[section]
-        for key, value in items.items():
-            if key not in known:
-                hint = ", ".join(sorted(known))
-                raise fail(section, key, f"unknown key (known here: {hint})")
+def _unknown(raw: dict[str, Any], steps: Steps, name: str, fail: _Fail) -> ConfigError:
+    section = str(steps[0]) if steps else ""
+    if not section and isinstance(raw.get(name), dict):
+        tables = ", ".join(f"[{table}]" for table in TABLES if table)
+        return fail(name, "", f"unknown table (known: {tables})")
+    hint = ", ".join(sorted(FIELDS[section]))
+    return fail(section, name, f"unknown key (known here: {hint})")
+
+
+def _refined(config: Config, raw: dict[str, Any], fail: _Fail) -> Config:
+    """``config`` with each key the file set through the rule its type cannot say
+    (``checks.REFINE``), in the file's order; the first refusal names its key."""
+    changes: dict[str, dict[str, Any]] = {}
+    given = [("", key) for key in raw] + [
+        (section, key) for section in TABLES if section for key in raw.get(section, {})
+    ]
+    for section, key in given:
+        if key in REFINE.get(section, {}):
+            table = getattr(config, section) if section else config
             try:
-                checked[section][key] = known[key](value)
+                changes.setdefault(section, {})[key] = refine(section, key, getattr(table, key))
             except InvalidValue as error:
                 raise fail(section, key, str(error)) from None
-    return checked
+    top = changes.pop("", {})
+    for section, values in changes.items():
+        top[section] = replace(getattr(config, section), **values)
+    return replace(config, **top)
 
 
 def _line_of(text: str, section: str, key: str | None) -> int | None:

@@ -1,9 +1,16 @@
-"""The agent's configuration as typed values, with the default of every key."""
+"""The agent's configuration as typed values: the default, type and bounds of every key.
+
+Each table is a msgspec Struct that refuses keys it does not know. The bounds (``Meta``) are
+checked when a file is decoded, not when a value is built in code: dev mode and the tests run
+sub-second heartbeats. What a type cannot say (a multiaddr, a URL) is in ``checks``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
 
 from cooee_agent.config.paths import DEFAULT_STATE_DIR
 
@@ -12,17 +19,29 @@ PRODUCTION_LISTEN = "/ip4/0.0.0.0/tcp/4001"
 DEV_LISTEN = "/ip4/127.0.0.1/tcp/0"
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 DEFAULT_INTERVAL = 30.0
+MAX_TOKEN_LENGTH = 4096
+
+Interval = Annotated[float, msgspec.Meta(ge=1, le=3600)]
+Jitter = Annotated[float, msgspec.Meta(ge=0, le=0.5)]
+OfflineAfter = Annotated[int, msgspec.Meta(ge=1, le=100)]
+DegradedThreshold = Annotated[float, msgspec.Meta(gt=0, le=7 * 86400)]
+JoinToken = Annotated[str, msgspec.Meta(max_length=MAX_TOKEN_LENGTH)]
 
 
-@dataclass(frozen=True, slots=True)
-class LeaderConfig:
+class Table(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A table of the file (or its top level): exactly these keys, each optional.
+
+    Subclasses inherit the options; they say ``frozen=True`` again for mypy's sake.
+    """
+
+
+class LeaderConfig(Table, frozen=True):
     """The Leader(s) this agent seals its enrolment to; several keys while one is rotated out."""
 
     keys: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class MeshConfig:
+class MeshConfig(Table, frozen=True):
     listen: str = PRODUCTION_LISTEN
     bootstrap: tuple[str, ...] = ()
     mdns: bool = False
@@ -34,11 +53,10 @@ class MeshConfig:
     peer_exchange: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class HeartbeatConfig:
-    interval: float = DEFAULT_INTERVAL
-    jitter: float = 0.2
-    offline_after: int = 3
+class HeartbeatConfig(Table, frozen=True):
+    interval: Interval = DEFAULT_INTERVAL
+    jitter: Jitter = 0.2
+    offline_after: OfflineAfter = 3
 
     @property
     def offline_timeout(self) -> float:
@@ -50,20 +68,33 @@ class HeartbeatConfig:
         return self.interval * (1.0 + self.jitter * (2.0 * unit - 1.0))
 
 
-@dataclass(frozen=True, slots=True)
-class OllamaConfig:
+class OllamaConfig(Table, frozen=True):
     host: str = DEFAULT_OLLAMA_HOST
 
 
-@dataclass(frozen=True, slots=True)
-class Config:
+class Config(Table, frozen=True):
     state_dir: Path = DEFAULT_STATE_DIR
     log_level: str = "info"
-    # A join token is a credential: keep it out of reprs (and so out of logs and tracebacks).
-    join_token: str | None = field(default=None, repr=False)
-    degraded_threshold: float = 600.0
-    leader: LeaderConfig = field(default_factory=LeaderConfig)
-    mesh: MeshConfig = field(default_factory=MeshConfig)
-    heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
-    ollama: OllamaConfig = field(default_factory=OllamaConfig)
+    join_token: JoinToken | None = None  # a credential: kept out of reprs, see below
+    degraded_threshold: DegradedThreshold = 600.0
+    leader: LeaderConfig = msgspec.field(default_factory=LeaderConfig)
+    mesh: MeshConfig = msgspec.field(default_factory=MeshConfig)
+    heartbeat: HeartbeatConfig = msgspec.field(default_factory=HeartbeatConfig)
+    ollama: OllamaConfig = msgspec.field(default_factory=OllamaConfig)
     source: Path | None = None  # the file it came from; None when every value is a default
+
+    # A join token is a credential: keep it out of reprs (and so out of logs and tracebacks),
+    # rich's included.
+    def __rich_repr__(self) -> Any:
+        for name in self.__struct_fields__:
+            if name not in NOT_SHOWN:
+                yield name, getattr(self, name)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={value!r}" for name, value in self.__rich_repr__())
+        return f"{type(self).__name__}({shown})"
+
+
+NOT_SHOWN = frozenset({"join_token"})
+# Config fields that are not keys of the file.
+NOT_IN_FILE = frozenset({"source"})

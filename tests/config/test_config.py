@@ -292,3 +292,36 @@ def test_ollama_host_comes_from_the_environment_when_the_file_is_silent() -> Non
 def test_the_file_wins_over_the_environment_for_the_ollama_host() -> None:
     config = cfg.parse_config('[ollama]\nhost = "10.0.0.5:11434"\n', env={"OLLAMA_HOST": "x:1"})
     assert config.ollama.host == "http://10.0.0.5:11434"
+
+
+def test_the_schema_is_the_models_fields_less_the_source() -> None:
+    import msgspec
+
+    tables = {"": cfg.Config, "leader": cfg.LeaderConfig, "mesh": cfg.MeshConfig}
+    tables |= {"heartbeat": cfg.HeartbeatConfig, "ollama": cfg.OllamaConfig}
+    assert set(cfg.SCHEMA) == set(tables)
+    for section, table in tables.items():
+        names = {field.name for field in msgspec.structs.fields(table)} - {"source"}
+        assert set(cfg.SCHEMA[section]) == names - set(tables), section
+
+
+def test_the_source_is_not_for_the_file_to_set() -> None:
+    with pytest.raises(ConfigError, match=r"^<config>:1: source: unknown key"):
+        cfg.parse_config('source = "/etc/other.toml"\n', env={})
+
+
+def test_an_integer_too_large_for_any_machine_type_is_out_of_range() -> None:
+    text = "[heartbeat]\noffline_after = 99999999999999999999\n"
+    with pytest.raises(ConfigError, match=r"offline_after: must be in \[1, 100\], got 9{20}$"):
+        cfg.parse_config(text, env={})
+
+
+def test_the_join_token_stays_out_of_rich_reprs_too() -> None:
+    config = cfg.parse_config('join_token = "very-secret-join"\n', env={})
+    shown = dict(config.__rich_repr__())
+    assert "join_token" not in shown and shown["log_level"] == "info"
+
+
+def test_values_built_in_code_are_not_held_to_the_files_bounds() -> None:
+    # Tests and dev mode run sub-second heartbeats; the bounds are for what a file may say.
+    assert cfg.HeartbeatConfig(interval=0.05).interval == 0.05
