@@ -170,8 +170,9 @@ def _check_armor(body: Any) -> None:
         raise fail("envelope.body", "is not ASCII-armored age ciphertext")
 
 
-def sign_record(record: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
-    """The signed-record object: ``{"record", "signer", "sig"}``, sig over the canonical record."""
+def sign_record(record: Any, key: Ed25519PrivateKey) -> dict[str, Any]:
+    """The signed-record object: ``{"record", "signer", "sig"}``, sig over the canonical record
+    (a record Struct or its dict: both encode to the same canonical bytes)."""
     return {
         "record": record,
         "signer": b64.encode(raw_public(key)),

@@ -109,7 +109,7 @@ def seal_enrolment(
     """
     if record.agent_ed25519 != b64.encode(agent_keys.verify_key):
         raise fail("record.agent_key", "is not the key this record is signed with")
-    signed = canonical(sign_record(record.to_dict(), agent_keys.signing))
+    signed = canonical(sign_record(record, agent_keys.signing))
     body = _encrypt(signed, leader_bundle.recipients)
     envelope = make_envelope(
         "enrolment",
@@ -169,7 +169,7 @@ def seal_assignment(
     sent_at: datetime | None = None,
 ) -> bytes:
     """The assignment envelope: signed by the Leader, sealed to the agent's age recipient."""
-    signed = canonical(sign_record(assignment.to_dict(), leader_keys.signing))
+    signed = canonical(sign_record(assignment, leader_keys.signing))
     body = _encrypt(signed, [agent_recipient])
     agent_id = key_id(b64.decode(assignment.agent_key, 32))
     envelope = make_envelope(

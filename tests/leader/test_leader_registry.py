@@ -4,16 +4,21 @@ concurrency, exhausted explicitly; key changes held for an operator; revoked hos
 from __future__ import annotations
 
 import multiprocessing
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from enrolment_factory import agent_keys, record
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cooee_agent.identity import token as codec
-from cooee_agent.leader.errors import RegistryError
+from cooee_agent.leader.errors import HostIdExhausted, RegistryError
 from cooee_agent.leader.registrar import Registrar
 from cooee_agent.leader.registry import REGISTRY_FILE, Registry
+from cooee_agent.leader.registry.admission import free_host_id
+from cooee_agent.leader.registry.schema import open_registry
 from cooee_agent.protocol.keys import AgentKeys, LeaderKeys, load_leader_keys
 from cooee_agent.protocol.sealing import open_assignment, seal_enrolment
 
@@ -171,3 +176,28 @@ def test_a_registry_made_before_the_heartbeat_counters_gains_them(leader_dir: Pa
     with sqlite3.connect(path) as db:
         columns = {row[1] for row in db.execute("PRAGMA table_info(presence)")}
     assert {"heard", "missed"} <= columns
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    taken=st.sets(st.integers(0, 1023), max_size=40) | st.just(set(range(1024))),
+    pending=st.integers(0, 3),
+)
+def test_the_free_host_id_is_the_lowest_never_given(tmp_path: Path, taken, pending: int) -> None:
+    db = open_registry(tmp_path / f"free-{uuid.uuid4().hex}.sqlite3", busy_timeout_s=1)
+    rows = [(host_id, f"h{host_id}", "active") for host_id in taken]
+    rows += [(None, f"pending{n}", "pending") for n in range(pending)]
+    db.executemany(
+        "INSERT INTO hosts (host_id, hostname, mac, status, first_seen)"
+        " VALUES (?, ?, '020000000001', ?, 'now')",
+        rows,
+    )
+    free = [host_id for host_id in range(1024) if host_id not in taken]
+    if free:
+        assert free_host_id(db) == free[0]
+    else:
+        with pytest.raises(HostIdExhausted):
+            free_host_id(db)
+    db.close()

@@ -110,7 +110,7 @@ def _enrol_host(
         (record.host.hostname, record.host.mac),
     ).fetchone()
     name = f"{record.host.hostname} ({record.host.mac})"
-    document = canonical(record.to_dict()).decode("utf-8")
+    document = canonical(record).decode("utf-8")
     if host is None:
         if not admitted:
             db.execute(
@@ -168,10 +168,17 @@ def _enrol_host(
 def free_host_id(db: sqlite3.Connection) -> int:
     # Lowest id never given to any host row; revoked hosts keep theirs, so an id is never
     # reused and an old token can never name a different host.
-    used = {row[0] for row in db.execute("SELECT host_id FROM hosts WHERE host_id IS NOT NULL")}
-    for candidate in range(HOST_ID_COUNT):
-        if candidate not in used:
-            return candidate
+    # The lowest id with no host above it taken, or 0: a gap below the highest is found by
+    # the UNIQUE index on host_id, not by reading every row.
+    row = db.execute(
+        "SELECT free FROM (SELECT 0 AS free WHERE NOT EXISTS"
+        " (SELECT 1 FROM hosts WHERE host_id = 0)"
+        " UNION ALL SELECT MIN(host_id + 1) FROM hosts AS taken WHERE host_id IS NOT NULL"
+        " AND NOT EXISTS (SELECT 1 FROM hosts WHERE host_id = taken.host_id + 1))"
+        " WHERE free IS NOT NULL ORDER BY free LIMIT 1"
+    ).fetchone()
+    if row is not None and row[0] < HOST_ID_COUNT:
+        return int(row[0])
     raise HostIdExhausted(
         f"host_id space exhausted: all {HOST_ID_COUNT} host ids (0..{HOST_ID_COUNT - 1}) "
         "are taken; revoked hosts keep theirs"
