@@ -188,38 +188,37 @@ class EnrolmentRecord(Record, frozen=True, kw_only=True, forbid_unknown_fields=T
             raise fail("slots", "names a slot twice")
         gpu_of_slot = {s.slot: s.gpu_id for s in self.slots}
         host = (self.host.hostname, self.host.mac)
-        # A record repeats a few values in many tuples: each distinct one is normalised once.
-        seen: dict[tuple[str, str], str] = {}
+        # A record repeats a few values in many tuples: each distinct one is checked once.
+        canonical_values: set[tuple[str, str]] = set()
         for index, entry in enumerate(self.agents):
-            path = f"agents[{index}]"
             fields = entry.tuple
-            try:
-                canonical = (
-                    _normalised(seen, "model", fields.model),
-                    _normalised(seen, "hostname", fields.hostname),
-                    _normalised(seen, "mac", fields.mac),
-                    _normalised(seen, "gpu_id", fields.gpu_id),
-                )
-            except IdentityError as error:
-                raise fail(f"{path}.tuple", str(error)) from error
-            if canonical != (fields.model, fields.hostname, fields.mac, fields.gpu_id):
-                model, hostname, mac, gpu_id = canonical
-                shown = {"gpu_id": gpu_id, "hostname": hostname, "mac": mac, "model": model}
-                raise fail(f"{path}.tuple", f"is not canonical (canonical: {shown})")
+            for field, value in (
+                ("model", fields.model),
+                ("hostname", fields.hostname),
+                ("mac", fields.mac),
+                ("gpu_id", fields.gpu_id),
+            ):
+                if (field, value) not in canonical_values:
+                    _check_canonical(f"agents[{index}].tuple", fields, field, value)
+                    canonical_values.add((field, value))
             if (fields.hostname, fields.mac) != host:
                 raise RejectedError(
-                    "key-mismatch", f"{path}.tuple names another host than the record's host"
+                    "key-mismatch",
+                    f"agents[{index}].tuple names another host than the record's host",
                 )
             if entry.slot not in gpu_of_slot:
-                raise fail(f"{path}.slot", f"slot {entry.slot} is not among the record's slots")
+                raise fail(
+                    f"agents[{index}].slot", f"slot {entry.slot} is not among the record's slots"
+                )
             if gpu_of_slot[entry.slot] != fields.gpu_id:
                 raise RejectedError(
-                    "key-mismatch", f"{path}.tuple.gpu_id is not the gpu_id of slot {entry.slot}"
+                    "key-mismatch",
+                    f"agents[{index}].tuple.gpu_id is not the gpu_id of slot {entry.slot}",
                 )
             # The fields are canonical, so their key is the canonical tuple's.
             if tuple_key(fields) != entry.key:
                 raise RejectedError(
-                    "key-mismatch", f"{path}.key is not the SHA-256 of its canonical tuple"
+                    "key-mismatch", f"agents[{index}].key is not the SHA-256 of its canonical tuple"
                 )
         if len({a.key for a in self.agents}) != len(self.agents):
             raise fail("agents", "lists an agent twice")
@@ -233,11 +232,16 @@ _NORMALISERS: dict[str, Callable[[str], str]] = {
 }
 
 
-def _normalised(seen: dict[tuple[str, str], str], field: str, value: str) -> str:
-    key = (field, value)
-    if key not in seen:
-        seen[key] = _NORMALISERS[field](value)
-    return seen[key]
+def _check_canonical(path: str, fields: TupleFields, field: str, value: str) -> None:
+    """Refuse a tuple whose ``field`` is not in its canonical form, showing the canonical tuple."""
+    try:
+        normalised = _NORMALISERS[field](value)
+        if normalised == value:
+            return
+        shown = {name: _NORMALISERS[name](getattr(fields, name)) for name in sorted(_NORMALISERS)}
+    except IdentityError as error:
+        raise fail(path, str(error)) from error
+    raise fail(path, f"is not canonical (canonical: {shown})")
 
 
 class SlotToken(Record, frozen=True, kw_only=True, forbid_unknown_fields=True):
