@@ -13,8 +13,8 @@ to assignments -> READY=1 -> loop: read assignments, pump the outbox, heartbeat 
 intervention calls, write status.json, beat the watchdog. SIGTERM: STOPPING=1, a ``leaving``
 record, close. SIGHUP: reload the config (log level, heartbeat, Ollama host).
 
-The parts: agent.enrolling (identity, enrolment and assignment), agent.heartbeating (when a
-heartbeat is due, sending it), agent.watching (the change watchers as a set), agent.publishing
+The parts: agent.enrolling (identity, enrolment and assignment), agent.heartbeats (when a
+heartbeat is due, sending it), agent.watcher_set (the change watchers as a set), agent.publishing
 (outbox pump, mesh liveness), agent.escalation (when to call for an operator), agent.reload (what
 a SIGHUP changes), agent.report (status.json, STATUS=), agent.wiring (production collaborators,
 and ``production_daemon``).
@@ -33,10 +33,10 @@ from typing import Any
 
 from cooee_agent.agent import intervention as calls
 from cooee_agent.agent import report
+from cooee_agent.agent.availability_record import Announcement, leaving
 from cooee_agent.agent.enrolling import Enrolment, Identity, iso, leader_bundles
 from cooee_agent.agent.escalation import Call, Escalation, local_hostname, lost_call
-from cooee_agent.agent.heartbeat import Announcement, leaving
-from cooee_agent.agent.heartbeating import Heartbeats
+from cooee_agent.agent.heartbeats import Heartbeats
 from cooee_agent.agent.publishing import mesh_alive, publish_plain, pump, topic_peers
 from cooee_agent.agent.reach import ReachWatch
 from cooee_agent.agent.reload import reload_config
@@ -45,7 +45,7 @@ from cooee_agent.agent.state import Sequence as SeqCounter
 from cooee_agent.agent.systemd import Notifier
 from cooee_agent.agent.usage import UsageProbe
 from cooee_agent.agent.watchdog import Progress, WatchdogPinger
-from cooee_agent.agent.watching import Watcher, Watchers
+from cooee_agent.agent.watcher_set import Watcher, Watchers
 from cooee_agent.bus.outbox import Outbox
 from cooee_agent.bus.transport import Subscription, Transport
 from cooee_agent.config import Config

@@ -13,7 +13,7 @@ from cooee_agent.discovery.model import Inventory
 if TYPE_CHECKING:
     from cooee_agent.agent.daemon import AgentDaemon
     from cooee_agent.agent.usage import UsageProbe
-    from cooee_agent.agent.watching import Watcher
+    from cooee_agent.agent.watcher_set import Watcher
     from cooee_agent.bus.mesh_config import MeshConfig
     from cooee_agent.bus.transport import Transport
 
@@ -65,7 +65,7 @@ def mesh_config(config: Config) -> MeshConfig:
 
 def real_watchers(daemon: AgentDaemon) -> list[Watcher]:
     """udev (drm, net) where pyudev and netlink work, and the Ollama model poller."""
-    from cooee_agent.agent.watchers import OllamaPoller, UdevWatcher, fetch_ollama_digests
+    from cooee_agent.agent.change_watchers import OllamaPoller, UdevWatcher, fetch_ollama_digests
 
     def changed(change: Any) -> None:
         daemon.request_rediscovery(f"{change.source}: {', '.join(change.details)}")

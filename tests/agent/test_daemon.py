@@ -355,9 +355,9 @@ def test_enrolment_reaches_the_enrol_topic_once_per_send(harness: Harness) -> No
 
 
 def test_an_ollama_model_change_seen_by_the_poller_re_enrols(harness: Harness) -> None:
-    from test_watchers import FakeOllama, model
+    from test_change_watchers import FakeOllama, model
 
-    from cooee_agent.agent.watchers import OllamaPoller, fetch_ollama_digests
+    from cooee_agent.agent.change_watchers import OllamaPoller, fetch_ollama_digests
 
     ollama = FakeOllama()
     ollama.models = [model("llama3:8b", "aa")]

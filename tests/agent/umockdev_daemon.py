@@ -22,9 +22,9 @@ gi.require_version("UMockdev", "1.0")
 from daemon_support import FakeHost, StandInLeader, agent_config  # noqa: E402
 from gi.repository import UMockdev  # noqa: E402
 
+from cooee_agent.agent.change_watchers import UdevWatcher  # noqa: E402
 from cooee_agent.agent.daemon import AgentDaemon  # noqa: E402
 from cooee_agent.agent.usage import Usage  # noqa: E402
-from cooee_agent.agent.watchers import UdevWatcher  # noqa: E402
 from cooee_agent.bus.memory import MemoryBus  # noqa: E402
 from cooee_agent.discovery.gpu import amd, run_isolated  # noqa: E402
 from cooee_agent.discovery.inventory import assign_slots  # noqa: E402

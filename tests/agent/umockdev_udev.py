@@ -19,7 +19,7 @@ gi.require_version("UMockdev", "1.0")
 import pyudev  # noqa: E402
 from gi.repository import UMockdev  # noqa: E402
 
-from cooee_agent.agent.watchers import Change, UdevWatcher  # noqa: E402
+from cooee_agent.agent.change_watchers import Change, UdevWatcher  # noqa: E402
 
 QUIET = float(sys.argv[1]) if len(sys.argv) > 1 else 0.3
 

@@ -1,9 +1,9 @@
 """The daemon's heartbeat: when the next one is due, and sending it, with what the last one said.
 
-A heartbeat samples usage, builds the availability record (agent.heartbeat) and hands it to
-``publish``, which signs and sends it; a failing probe or send is logged and never raised, so the
-main loop goes on. The state the last record announced (``state``, ``reasons``) is kept here for
-status.json, the STATUS= line and the escalation of a host that stays degraded.
+A heartbeat samples usage, builds the availability record (agent.availability_record) and
+hands it to ``publish``, which signs and sends it; a failing probe or send is logged and never
+raised, so the main loop goes on. The state the last record announced (``state``, ``reasons``)
+is kept here for status.json, the STATUS= line and the escalation of a host that stays degraded.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from cooee_agent.agent.availability_record import Announcement, availability
 from cooee_agent.agent.enrolling import iso
-from cooee_agent.agent.heartbeat import Announcement, availability
 from cooee_agent.agent.usage import Usage, UsageProbe
 from cooee_agent.config import HeartbeatConfig
 from cooee_agent.discovery.model import Inventory

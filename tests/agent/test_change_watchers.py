@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cooee_agent.agent.watchers import (
+from cooee_agent.agent.change_watchers import (
     Change,
     Debouncer,
     OllamaPoller,
