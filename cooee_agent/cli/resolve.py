@@ -9,7 +9,7 @@ import typer
 from cooee_agent.cli.leader import STATE_DIR, _registry
 from cooee_agent.cli.output import emit_json
 from cooee_agent.errors import CooeeError
-from cooee_agent.identity import token as codec
+from cooee_agent.protocol.records import issued_token
 
 
 def resolve(
@@ -18,7 +18,7 @@ def resolve(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
     """Name the host, GPU slot and agent tuples a token stands for."""
-    decoded = codec.decode(token)
+    decoded = issued_token(token)
     with _registry(state_dir) as registry:
         host = registry.host_by_id(decoded.host_id)
     if host is None:

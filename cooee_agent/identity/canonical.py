@@ -87,7 +87,9 @@ def is_locally_administered(mac: str) -> bool:
 
 @lru_cache(maxsize=_CACHED)
 def normalise_hostname(value: str) -> str:
-    """Lower-case, NFC, without the trailing root dot; labels are non-empty and ≤ 63 characters."""
+    """Lower-case, NFC, without the trailing root dot. Labels are 1-63 letters, marks, digits,
+    ``-`` and ``_``, not starting or ending with ``-``, each in one script; the name is not all
+    digits and dots (it would read as a host_id or an IPv4 address)."""
     text = _text("hostname", value)
     if text.endswith("."):
         text = text[:-1]
@@ -98,7 +100,43 @@ def normalise_hostname(value: str) -> str:
                 f"hostname {value!r} has an invalid label {label!r} "
                 "(labels are 1-63 characters without spaces or dots)"
             )
+        _check_label(value, label)
+    if all(label.isascii() and label.isdigit() for label in labels):
+        raise IdentityError(
+            f"hostname {value!r} is all digits and dots: it would read as a host_id or an "
+            "IPv4 address"
+        )
     return text
+
+
+def _check_label(value: str, label: str) -> None:
+    if label.startswith("-") or label.endswith("-"):
+        raise IdentityError(f"hostname {value!r} has a label {label!r} starting or ending with -")
+    scripts = set()
+    for char in label:
+        category = unicodedata.category(char)
+        if char in "-_" or category == "Nd" or category[0] == "M":
+            continue
+        if category[0] != "L":
+            raise IdentityError(
+                f"hostname {value!r} holds {char!r} (U+{ord(char):04X}); a label holds only "
+                "letters, digits, - and _"
+            )
+        scripts.add(_script(char))
+    if len(scripts) > 1 and not scripts <= _MIXES_ALLOWED:
+        raise IdentityError(
+            f"hostname {value!r} mixes scripts in the label {label!r} "
+            f"({', '.join(sorted(scripts))}): a look-alike of another name"
+        )
+
+
+# Scripts that are written together: Japanese (Han, kana) and Korean (Han, Hangul).
+_MIXES_ALLOWED = frozenset({"CJK", "HIRAGANA", "KATAKANA", "KATAKANA-HIRAGANA", "HANGUL"})
+
+
+def _script(char: str) -> str:
+    """The script of a letter, from the first word of its Unicode name (LATIN, CYRILLIC, ...)."""
+    return unicodedata.name(char, "UNKNOWN").split(" ", 1)[0]
 
 
 @lru_cache(maxsize=_CACHED)

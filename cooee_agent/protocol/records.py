@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 import msgspec.json
 
-from cooee_agent.errors import IdentityError
+from cooee_agent.errors import IdentityError, TokenError
 from cooee_agent.identity import gpu_ids
 from cooee_agent.identity.canonical import (
     AgentTuple,
@@ -28,6 +28,8 @@ from cooee_agent.identity.canonical import (
     tuple_key,
 )
 from cooee_agent.identity.token import MAX_GPU_SLOT, MAX_HOST_ID
+from cooee_agent.identity.token import Token as DecodedToken
+from cooee_agent.identity.token import decode as decode_token
 from cooee_agent.protocol.errors import RejectedError
 from cooee_agent.protocol.schema import convert, fail, integer, text
 
@@ -96,6 +98,16 @@ def check_hostname(value: str, field: str = "hostname") -> None:
         raise FieldError(field, f"hostname {value!r} is not canonical ({canonical!r})")
 
 
+def check_canonical(field: str, value: str, normalise: Callable[[str], str]) -> None:
+    """Refuse a value that is not in its canonical form (docs/PROTOCOL.md section 2)."""
+    try:
+        canonical = normalise(value)
+    except IdentityError as error:
+        raise FieldError(field, str(error)) from None
+    if canonical != value:
+        raise FieldError(field, f"{value!r} is not canonical ({canonical!r})")
+
+
 class AgentKey(Record, frozen=True, kw_only=True, forbid_unknown_fields=True):
     ed25519: Ed25519Key
     age: AgeRecipient
@@ -111,6 +123,7 @@ class HostEntry(Record, frozen=True, kw_only=True, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         check_hostname(self.hostname)
+        check_canonical("mac", self.mac, normalise_mac)
 
 
 class SlotEntry(Record, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -124,6 +137,7 @@ class SlotEntry(Record, frozen=True, kw_only=True, forbid_unknown_fields=True):
         complaint = gpu_ids.vendor_complaint(self.vendor)
         if complaint:
             raise FieldError("vendor", complaint)
+        check_canonical("gpu_id", self.gpu_id, normalise_gpu_id)
 
 
 class TupleFields(Record, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -371,6 +385,20 @@ def validate_record(value: Any, expected_kind: str | None = None) -> dict[str, A
     else:
         convert(value, record_type)
     return value
+
+
+def issued_token(text: str) -> DecodedToken:
+    """Decode ``text`` as a token this protocol issues: a valid token (``identity.token``) of
+    TOKEN_VERSION with its reserved bits clear. Anything else names no agent; TokenError says
+    why."""
+    decoded = decode_token(text)
+    if decoded.version != TOKEN_VERSION or decoded.reserved != 0:
+        raise TokenError(
+            f"token {decoded.text} is version {decoded.version} with reserved bits "
+            f"{decoded.reserved}; Leaders issue only version {TOKEN_VERSION} with reserved 0, "
+            "so it names no agent"
+        )
+    return decoded
 
 
 def new_nonce() -> str:

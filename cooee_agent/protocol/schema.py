@@ -248,6 +248,16 @@ def _no_float(text: str) -> Any:
     raise fail("", f"holds the non-integer number {text}; the protocol uses integers only")
 
 
+def _bounded_int(text: str) -> int:
+    digits = text.lstrip("-")
+    # Checked on the text, before any conversion: Python refuses to convert more than 4300
+    # digits at all, and no protocol integer has more digits than the largest safe one.
+    if len(digits) > len(str(MAX_SAFE_INT)):
+        shown = text if len(text) <= 24 else f"{text[:20]}… ({len(digits)} digits)"
+        raise fail("", f"holds the integer {shown}, beyond the protocol's ±{MAX_SAFE_INT}")
+    return int(text)
+
+
 def _no_constant(text: str) -> Any:
     raise fail("", f"holds {text}, which is not JSON")
 
@@ -257,6 +267,7 @@ def _refuse_float(text: str) -> Any:
 
 
 _FAST = msgspec.json.Decoder(float_hook=_refuse_float)
+_LONG_DIGITS = re.compile(rb"\d{%d}" % (len(str(MAX_SAFE_INT)) + 1))
 
 
 def loads(data: bytes | str, what: str) -> Any:
@@ -270,7 +281,9 @@ def loads(data: bytes | str, what: str) -> Any:
         except (msgspec.MsgspecError, UnicodeError, ValueError, RecursionError):
             pass
         else:
-            if _CANONICAL.encode(value) == data:
+            # A run of more digits than the largest safe integer has may be an integer out of
+            # range: the strict parser decides.
+            if _CANONICAL.encode(value) == data and not _LONG_DIGITS.search(data):
                 return value
         try:
             data = data.decode("utf-8")
@@ -280,6 +293,7 @@ def loads(data: bytes | str, what: str) -> Any:
         return json.loads(
             data,
             object_pairs_hook=_no_duplicates,
+            parse_int=_bounded_int,
             parse_float=_no_float,
             parse_constant=_no_constant,
         )

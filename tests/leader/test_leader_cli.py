@@ -72,3 +72,14 @@ def test_approve_and_revoke_name_unknown_hosts(tmp_path: Path) -> None:
     assert cli("leader", "keygen", "--state-dir", str(tmp_path)).returncode == 0
     result = cli("resolve", "4001Y", "--state-dir", str(tmp_path))
     assert result.returncode == 1 and "no registry" in result.stderr
+
+
+def test_resolve_refuses_a_valid_token_of_a_version_no_leader_issues(tmp_path: Path) -> None:
+    from cooee_agent.identity import token as codec
+
+    assert cli("leader", "keygen", "--state-dir", str(tmp_path)).returncode == 0
+    odd = codec.encode(7, 0, 0, reserved=3)  # a well-formed token, never issued
+    result = cli("resolve", odd, "--state-dir", str(tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert "version 7 with reserved bits 3" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

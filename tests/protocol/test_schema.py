@@ -133,3 +133,12 @@ def test_the_fast_parse_agrees_with_the_strict_one_on_every_input(value, spellin
             text = '{"dup":1,"dup":1,' + text[1:]
     # The str path is the strict parser alone; bytes take the fast path first.
     assert _outcome(text.encode("utf-8")) == _outcome(text)
+
+
+@pytest.mark.parametrize("digits", [17, 4301, 100_000])
+def test_an_integer_longer_than_any_the_protocol_uses_is_refused_in_one_line(digits: int) -> None:
+    for data in (b'{"seq":' + b"9" * digits + b"}", b'{"seq":-' + b"9" * digits + b"}"):
+        with pytest.raises(RejectedError) as refused:
+            loads(data, "envelope")
+        assert "beyond the protocol's" in refused.value.detail
+        assert len(refused.value.detail) < 200
