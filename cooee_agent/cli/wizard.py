@@ -6,12 +6,12 @@ answer is checked by the configuration's own rule for its key (``cooee_agent.con
 
 from __future__ import annotations
 
-import getpass
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from cooee_agent.cli.terminal_input import read_line
 from cooee_agent.config.answers import (
     Answers,
     check_bootstrap,
@@ -50,10 +50,10 @@ class TerminalPrompter:
     """The operator at a terminal: stdin for answers, no echo for secrets, stdout for the rest."""
 
     def ask(self, prompt: str) -> str:
-        return input(prompt)
+        return read_line(prompt)
 
     def secret(self, prompt: str) -> str:
-        return getpass.getpass(prompt)
+        return read_line(prompt, echo=False)
 
     def say(self, text: str = "") -> None:
         print(text, flush=True)

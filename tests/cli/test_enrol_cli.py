@@ -176,11 +176,30 @@ class Terminal:
                     self._add(os.read(self.fd, 4096))
             except OSError:
                 time.sleep(0.05)
+        doing = _what_it_is_doing(self.pid)
         os.kill(self.pid, signal.SIGKILL)
-        raise AssertionError(f"still running after {timeout} s:\n{self.seen}")
+        raise AssertionError(f"still running after {timeout} s ({doing}):\n{self.seen}")
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+def _what_it_is_doing(pid: int) -> str:
+    """Each thread's name, state and kernel wait channel, from /proc: where a hang sits."""
+    threads = []
+    for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
+        try:
+            name = (task / "comm").read_text().strip()
+            state = next(
+                line.split(":", 1)[1].strip()
+                for line in (task / "status").read_text().splitlines()
+                if line.startswith("State:")
+            )
+            wchan = (task / "wchan").read_text().strip() or "-"
+        except (OSError, StopIteration):
+            continue
+        threads.append(f"{name} {state} in {wchan}")
+    return "; ".join(threads) or "no /proc entry"
 
 
 def test_the_wizard_on_a_terminal_shows_discovery_and_writes_the_config(
