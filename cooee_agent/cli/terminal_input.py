@@ -22,9 +22,10 @@ def read_line(prompt: str, *, echo: bool = True, stdin: TextIO | None = None) ->
     """Show ``prompt`` and return the line typed, without its end; EOFError at end of input,
     KeyboardInterrupt on Ctrl-C. ``echo=False`` hides what is typed (secrets)."""
     source = stdin if stdin is not None else sys.stdin
-    sys.stdout.write(prompt)
-    sys.stdout.flush()
+    # Echo goes off before the prompt shows, so nothing typed after it is ever echoed.
     with _no_echo(source) if not echo else contextlib.nullcontext():
+        sys.stdout.write(prompt)
+        sys.stdout.flush()
         line = _wait_and_read(source)
     if not echo:
         sys.stdout.write("\n")
@@ -54,8 +55,9 @@ def _no_echo(source: TextIO) -> Iterator[None]:
         return
     hidden = list(before)
     hidden[3] &= ~termios.ECHO
-    termios.tcsetattr(descriptor, termios.TCSAFLUSH, hidden)
+    # TCSANOW, not TCSAFLUSH: what the operator typed ahead is kept, not thrown away.
+    termios.tcsetattr(descriptor, termios.TCSANOW, hidden)
     try:
         yield
     finally:
-        termios.tcsetattr(descriptor, termios.TCSAFLUSH, before)
+        termios.tcsetattr(descriptor, termios.TCSANOW, before)
