@@ -46,7 +46,7 @@ from cooee_agent.agent.systemd import Notifier
 from cooee_agent.agent.usage import UsageProbe
 from cooee_agent.agent.watchdog import Progress, WatchdogPinger
 from cooee_agent.agent.watcher_set import Watcher, Watchers
-from cooee_agent.bus.outbox import Outbox
+from cooee_agent.bus.outbox import FIRST_RESEND_S, Outbox
 from cooee_agent.bus.transport import Subscription, Transport
 from cooee_agent.config import Config
 from cooee_agent.discovery.model import Inventory
@@ -85,7 +85,7 @@ class AgentDaemon:
         wall: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
         tick: float = 1.0,
-        resend_base: float = 5.0,
+        resend_base: float = FIRST_RESEND_S,
     ) -> None:
         self.config = config
         self.state_dir = Path(config.state_dir)

@@ -60,6 +60,13 @@ class OutboxItem:
     last_sent_at: float | None
 
 
+# The first resend comes soon: a publish made while the mesh to a newly joined peer is still
+# forming can go nowhere (measured with go-libp2p-pubsub: 0 of 4 delivered at once, 4 of 4 a
+# tenth of a second later), and nobody should wait long for the retry that saves it.
+FIRST_RESEND_S = 0.5
+LAST_RESEND_S = 300.0
+
+
 class Outbox:
     """A SQLite-backed queue of items awaiting an application-level acknowledgement."""
 
@@ -67,8 +74,8 @@ class Outbox:
         self,
         path: Path,
         *,
-        base_delay: float = 5.0,
-        max_delay: float = 300.0,
+        base_delay: float = FIRST_RESEND_S,
+        max_delay: float = LAST_RESEND_S,
         jitter: float = 0.2,
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
