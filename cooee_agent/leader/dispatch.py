@@ -28,6 +28,7 @@ from cooee_agent.errors import TransportError
 from cooee_agent.leader.calls import CallBook
 from cooee_agent.leader.handled import Handled, Handler
 from cooee_agent.leader.registrar import IngestResult, Registrar
+from cooee_agent.leader.tally import HandledTally
 from cooee_agent.protocol.kinds import KINDS, LEADER_TOPICS, TOPIC_KINDS
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class Dispatcher:
         self.offline_after = offline_after
         self.resend_gap_s = resend_gap_s
         self._resent: OrderedDict[bytes, float] = OrderedDict()
+        self.tally = HandledTally()  # what was handled, by topic and outcome (for /metrics)
         self._handlers = topic_handlers()
         self._subscriptions: dict[str, Subscription] = {
             topic: transport.subscribe(topic) for topic in LEADER_TOPICS
@@ -89,6 +91,11 @@ class Dispatcher:
     def handle(self, message: Message) -> Handled:
         """Handle one message by its topic's handler in the kinds table; logs and swallows every
         failure so no message stops the Leader."""
+        handled = self._handle(message)
+        self.tally.add(handled)
+        return handled
+
+    def _handle(self, message: Message) -> Handled:
         handler = self._handlers.get(message.topic)
         if handler is None:
             return Handled(message.topic, "ignored")
