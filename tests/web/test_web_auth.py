@@ -31,7 +31,7 @@ def test_parse_bind_reads_ipv4_and_bracketed_ipv6() -> None:
         ("127.0.0.1:http", "port"),
         ("127.0.0.1:70000", "port"),
         ("127.0.0.1:-1", "port"),
-        ("127.0.0.1:８４７０", "port"),
+        ("127.0.0.1:\uff18\uff14\uff17\uff10", "port"),  # fullwidth digits
     ],
 )
 def test_parse_bind_names_what_is_wrong(text: str, named: str) -> None:

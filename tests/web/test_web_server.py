@@ -49,7 +49,7 @@ def get(
 
 def test_a_get_is_answered_with_every_security_header(open_server: HttpService) -> None:
     status, headers, body, _ = get(open_server, "/x?a=1")
-    assert status == 200 and body == b"{\"path\": \"/x\", \"q\": ['a']}"
+    assert status == 200 and body == b'{"path": "/x", "q": [\'a\']}'
     for name, value in SECURITY_HEADERS:
         assert headers[name] == value
     assert "'unsafe-inline'" not in headers["Content-Security-Policy"]
