@@ -41,6 +41,8 @@ MAX_CONNECTIONS = 64
 HEAD_DEADLINE_S = 10.0
 # Seconds any single read or write may wait (a client that stops reading its answer).
 IO_TIMEOUT_S = 10.0
+# Connections the kernel queues for accept() (listen backlog).
+LISTEN_BACKLOG = 256
 # How often the reaper looks for connections past their deadline.
 REAP_EVERY_S = 0.5
 
@@ -88,6 +90,9 @@ def _quote(text: str) -> str:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # The listen backlog: a burst of connects waits here for accept() instead of being dropped
+    # by the kernel (socketserver's default of 5 makes a client retry its SYN a second later).
+    request_queue_size = LISTEN_BACKLOG
     block_on_close = False  # close() must not wait for a slow client
     service: HttpService
 
