@@ -243,6 +243,7 @@ def serve(
     from cooee_agent.agent.systemd import Notifier
     from cooee_agent.leader.node import LeaderNode
 
+    _check_http_flags(http, http_token_file)
     setup_logging("debug" if STATE.debug else "info")
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -267,6 +268,20 @@ def serve(
             node.run(stop)  # TransportError once the mesh has died: exit 1, one line
         finally:
             notifier.stopping("Leader stopping")
+
+
+def _check_http_flags(http: str | None, token_file: Path | None) -> None:
+    """Refuse a bad --http before anything starts (exit 2, one line): a bad address, an unusable
+    token file, a token file without --http, or a non-loopback address without a token."""
+    from cooee_agent.errors import ConfigError
+    from cooee_agent.web.auth import parse_bind, read_token_file, require_token_rule
+
+    if http is None:
+        if token_file is not None:
+            raise ConfigError("--http-token-file needs --http HOST:PORT")
+        return
+    host, _ = parse_bind(http)
+    require_token_rule(host, read_token_file(token_file) if token_file is not None else None)
 
 
 def _calls_book(state_dir: Path):  # type: ignore[no-untyped-def]

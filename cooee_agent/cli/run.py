@@ -60,6 +60,10 @@ def run(
     from cooee_agent.agent.wiring import production_daemon
 
     settings = load(config, state_dir)
+    if metrics is None and metrics_token_file is not None:
+        from cooee_agent.errors import ConfigError
+
+        raise ConfigError("--metrics-token-file needs --metrics HOST:PORT")
     secrets = [settings.join_token] if settings.join_token else []
     setup_logging("debug" if STATE.debug else settings.log_level, secrets=secrets)
     daemon = production_daemon(settings, lambda: load(config, state_dir))

@@ -230,3 +230,26 @@ def test_the_page_loads_only_its_own_assets_and_no_inline_script(served: Served)
     assert sources and all(src.startswith("/") and not src.startswith("//") for src in sources)
     for src in sources:
         assert served.get(src)[0] == 200, src
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--http", "0.0.0.0:8470"], "--http-token-file"),
+        (["--http", "localhost:8470"], "not an IP address"),
+        (["--http", "127.0.0.1:99999"], "port"),
+        (["--http-token-file", "/nonexistent"], "needs --http"),
+        (["--http", "127.0.0.1:0", "--http-token-file", "/nonexistent"], "cannot read token"),
+    ],
+)
+def test_serve_refuses_a_bad_http_flag_before_starting(
+    leader_dir: Path, flags: list[str], named: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", ENTRY, "leader", "serve", "--state-dir", str(leader_dir), *flags],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and named in done.stderr, done.stderr
+    assert not (leader_dir / "leader.addrs").exists()  # the mesh never started
