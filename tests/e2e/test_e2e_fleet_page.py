@@ -48,19 +48,28 @@ def browser() -> Iterator[Any]:
         driver.quit()
 
 
-def _rows(driver: Any) -> dict[str, dict[str, str]]:
-    """Each host row of the page: its state and its tokens, by hostname."""
-    from selenium.webdriver.common.by import By
+# Read in one script, inside the page: the page redraws its rows every poll, so elements looked
+# up one by one from the test could be replaced between two reads.
+ROWS_SCRIPT = """
+const rows = {};
+for (const row of document.querySelectorAll("#hosts tbody tr")) {
+  const name = row.dataset.hostname;
+  const entry = rows[name] || (rows[name] = {state: "", tokens: []});
+  const state = row.querySelector("td.state");
+  if (state) entry.state = state.textContent.trim();
+  for (const cell of row.querySelectorAll("td.token")) entry.tokens.push(cell.textContent);
+}
+return rows;
+"""
 
-    rows: dict[str, dict[str, str]] = {}
-    for row in driver.find_elements(By.CSS_SELECTOR, "#hosts tbody tr"):
-        name = row.get_attribute("data-hostname")
-        entry = rows.setdefault(name, {"state": "", "tokens": ""})
-        if "host" in (row.get_attribute("class") or "").split():
-            entry["state"] = row.find_element(By.CSS_SELECTOR, "td.state").text
-        tokens = [cell.text for cell in row.find_elements(By.CSS_SELECTOR, "td.token")]
-        entry["tokens"] = " ".join(filter(None, [entry["tokens"], *tokens]))
-    return rows
+
+def _rows(driver: Any) -> dict[str, dict[str, str]]:
+    """Each host row of the page: its state (with the announced one, if any) and its tokens."""
+    found = driver.execute_script(ROWS_SCRIPT)
+    return {
+        name: {"state": str(row["state"]), "tokens": " ".join(row["tokens"])}
+        for name, row in found.items()
+    }
 
 
 def _scrape(port: int) -> dict[str, list[Any]]:
