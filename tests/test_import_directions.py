@@ -36,6 +36,10 @@ FORBIDDEN = [
     ("agent", "leader"),
     ("leader", "agent"),
     ("leader", "discovery"),
+    # The HTTP server knows neither side: each hands it its routes.
+    ("web", "agent"),
+    ("web", "leader"),
+    ("web", "discovery"),
 ]
 
 

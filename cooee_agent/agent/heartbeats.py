@@ -46,6 +46,8 @@ class Heartbeats:
         self._rng = rng
         self.next_due: float | None = None
         self.last: dict[str, Any] | None = None  # the last heartbeat sent, for status.json
+        self.last_slots: tuple[dict[str, Any], ...] = ()  # its slots, for /metrics
+        self.sent = 0  # heartbeats published since the start, for /metrics
         self.state = "available"
         self.reasons: tuple[str, ...] = ()
 
@@ -103,6 +105,8 @@ class Heartbeats:
         except CooeeError as error:
             log.warning("heartbeat %d not sent: %s", seq, error)
             return announcement, False
+        self.sent += 1
+        self.last_slots = tuple(announcement.record["slots"])
         self.last = {
             "at": iso(self._wall()),
             "seq": seq,

@@ -133,11 +133,14 @@ def list_hosts(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array of hosts."),
 ) -> None:
     """List the registered hosts with their status, slots and agents."""
-    with _registry(state_dir) as registry:
-        hosts = registry.hosts()
-    if as_json:
-        emit_json([host.to_dict() for host in hosts])
-        return
+    from cooee_agent.leader.readonly import ReadOnlyState
+
+    _registry(state_dir).close()  # the same "no registry" error as the other verbs
+    with ReadOnlyState(state_dir) as readonly:
+        if as_json:  # the JSON of GET /v1/hosts, from the same function
+            emit_json(readonly.hosts_json())
+            return
+        hosts = readonly.host_views()
     for host in hosts:
         status = "active, key change pending" if host.key_change_pending else host.status
         host_id = "-" if host.host_id is None else str(host.host_id)
@@ -215,6 +218,18 @@ def serve(
         "mesh connect to each other (agents follow them with [mesh] peer_exchange = true). "
         "Off by default: docs/PROTOCOL.md section 8 says what it costs.",
     ),
+    http: str | None = typer.Option(
+        None,
+        "--http",
+        metavar="HOST:PORT",
+        help="Serve the read-only HTTP API, /metrics and the fleet page there, e.g. "
+        "127.0.0.1:8470 (off by default). Any address but loopback needs --http-token-file.",
+    ),
+    http_token_file: Path | None = typer.Option(
+        None,
+        "--http-token-file",
+        help="File (mode 0600) holding the bearer token every HTTP request must present.",
+    ),
 ) -> None:
     """Serve on the COOEE mesh until SIGTERM: enrolments, availability, calls.
 
@@ -228,6 +243,7 @@ def serve(
     from cooee_agent.agent.systemd import Notifier
     from cooee_agent.leader.node import LeaderNode
 
+    _check_http_flags(http, http_token_file)
     setup_logging("debug" if STATE.debug else "info")
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -240,14 +256,32 @@ def serve(
         offline_after=offline_after,
         max_age_s=max_age,
         peer_exchange=peer_exchange,
+        http=http,
+        http_token_file=http_token_file,
     ) as node:
         for addr in node.addrs:
             typer.echo(addr)
+        if node.http is not None:
+            typer.echo(f"http: {node.http.url}", err=True)
         notifier.ready(f"Leader serving on {len(node.addrs)} address(es)")
         try:
             node.run(stop)  # TransportError once the mesh has died: exit 1, one line
         finally:
             notifier.stopping("Leader stopping")
+
+
+def _check_http_flags(http: str | None, token_file: Path | None) -> None:
+    """Refuse a bad --http before anything starts (exit 2, one line): a bad address, an unusable
+    token file, a token file without --http, or a non-loopback address without a token."""
+    from cooee_agent.errors import ConfigError
+    from cooee_agent.web.auth import parse_bind, read_token_file, require_token_rule
+
+    if http is None:
+        if token_file is not None:
+            raise ConfigError("--http-token-file needs --http HOST:PORT")
+        return
+    host, _ = parse_bind(http)
+    require_token_rule(host, read_token_file(token_file) if token_file is not None else None)
 
 
 def _calls_book(state_dir: Path):  # type: ignore[no-untyped-def]
@@ -266,15 +300,14 @@ def calls(
     """List the open calls for intervention (``calls close ID`` closes one)."""
     if ctx.invoked_subcommand is not None:
         return
-    from cooee_agent.leader.calls import CALLS_FILE
+    from cooee_agent.leader.readonly import ReadOnlyState
 
-    found = []
-    if (state_dir / CALLS_FILE).exists():  # no file yet: no call was ever made
-        with _calls_book(state_dir) as book:
-            found = book.calls(include_closed=show_all)
-    if as_json:
-        emit_json([c.to_dict() for c in found])
-        return
+    # No file yet: no call was ever made. The JSON is GET /v1/calls's, from the same function.
+    with ReadOnlyState(state_dir) as readonly:
+        if as_json:
+            emit_json(readonly.calls_json(include_closed=show_all))
+            return
+        found = readonly.call_list(include_closed=show_all)
     for c in found:
         host = c.hostname if c.host_id is None else f"{c.hostname} (host_id {c.host_id})"
         times = f" x{c.count}" if c.count > 1 else ""

@@ -18,43 +18,21 @@ def resolve(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
     """Name the host, GPU slot and agent tuples a token stands for."""
-    decoded = issued_token(token)
-    with _registry(state_dir) as registry:
-        host = registry.host_by_id(decoded.host_id)
-    if host is None:
-        raise CooeeError(f"token {decoded.text} names host_id {decoded.host_id}, which no host has")
-    slot = next((s for s in host.slots if s["slot"] == decoded.gpu_slot), None)
-    if slot is None:
-        raise CooeeError(
-            f"token {decoded.text} names slot {decoded.gpu_slot} of {host.hostname}, "
-            "which has no such slot"
-        )
-    agents = [a for a in host.agents if a["slot"] == decoded.gpu_slot]
-    result = {
-        "token": decoded.text,
-        "host_id": host.host_id,
-        "hostname": host.hostname,
-        "mac": host.mac,
-        "status": host.status,
-        "slot": decoded.gpu_slot,
-        "gpu_id": slot["gpu_id"],
-        "tuples": [
-            {
-                "model": a["model"],
-                "hostname": a["hostname"],
-                "mac": a["mac"],
-                "gpu_id": a["gpu_id"],
-                "key": a["key"],
-            }
-            for a in agents
-        ],
-    }
+    from cooee_agent.leader.readonly import NotFound, ReadOnlyState
+
+    issued_token(token)  # a malformed or never-issued token is bad input (exit 2), before any read
+    _registry(state_dir).close()  # the same "no registry" error as the other verbs
+    with ReadOnlyState(state_dir) as state:
+        try:  # the JSON of GET /v1/tokens/{token}, from the same function
+            result = state.token_json(token)
+        except NotFound as error:
+            raise CooeeError(str(error)) from None
     if as_json:
         emit_json(result)
         return
     typer.echo(
-        f"{decoded.text}: {host.hostname} ({host.mac}) host_id={host.host_id} "
-        f"slot={decoded.gpu_slot} gpu={slot['gpu_id']} [{host.status}]"
+        f"{result['token']}: {result['hostname']} ({result['mac']}) host_id={result['host_id']} "
+        f"slot={result['slot']} gpu={result['gpu_id']} [{result['status']}]"
     )
-    for agent in agents:
+    for agent in result["tuples"]:
         typer.echo(f"  {agent['model']}  {agent['key']}")

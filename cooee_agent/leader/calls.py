@@ -335,3 +335,7 @@ def hear_call(
 def _refused(reason: str, detail: str) -> Heard:
     log.warning("refused intervention call: %s: %s", reason, detail)
     return Heard(False, reason, detail)
+
+
+# Public name of the row reader, for the read-only views (leader.readonly).
+call_from_row = _call

@@ -27,6 +27,7 @@ from cooee_agent.errors import TransportError
 from cooee_agent.leader.calls import CallBook
 from cooee_agent.leader.handled import Handled, Handler
 from cooee_agent.leader.registrar import IngestResult, Registrar
+from cooee_agent.leader.tally import HandledTally
 from cooee_agent.protocol.kinds import KINDS, LEADER_TOPICS, TOPIC_KINDS
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class Dispatcher:
         self.offline_after = offline_after
         self.resend_gap_s = resend_gap_s
         self._resent: OrderedDict[bytes, float] = OrderedDict()
+        self.tally = HandledTally()  # what was handled, by topic and outcome (for /metrics)
         self._handlers = topic_handlers()
         self._queues = {topic: TopicQueue(topic) for topic in LEADER_TOPICS}
         self._ready = threading.Condition()
@@ -97,14 +99,17 @@ class Dispatcher:
         swallows every failure so no message stops the Leader."""
         handler = self._handlers.get(topic)
         if handler is None:
-            return [Handled(topic, "ignored") for _ in messages]
-        try:
-            handled = handler(self, messages)
-        except Exception:
-            log.exception("failed to handle %d message(s) on %s", len(messages), topic)
-            return [Handled(topic, "error") for _ in messages]
+            handled = [Handled(topic, "ignored") for _ in messages]
+        else:
+            try:
+                handled = handler(self, messages)
+            except Exception:
+                log.exception("failed to handle %d message(s) on %s", len(messages), topic)
+                handled = [Handled(topic, "error") for _ in messages]
         if len(handled) != len(messages):
             log.error("the handler of %s answered %d of %d", topic, len(handled), len(messages))
+        for outcome in handled:
+            self.tally.add(outcome)
         return handled
 
     def dropped(self) -> dict[str, int]:

@@ -29,6 +29,8 @@ class LeaderNode:
         offline_after: float | None = None,
         max_age_s: int = 600,
         peer_exchange: bool = False,
+        http: str | None = None,
+        http_token_file: Path | None = None,
     ) -> None:
         from cooee_agent.bus.mesh_config import MeshConfig
         from cooee_agent.bus.mesh_transport import start_mesh
@@ -42,6 +44,7 @@ class LeaderNode:
         self.registrar = Registrar(state_dir, window=Window(max_age_s=max_age_s))
         self.calls = CallBook(state_dir / CALLS_FILE)
         self.mesh = None
+        self.http = None  # the read-only HTTP server (leader.http_api), when ``http`` is given
         try:
             config = MeshConfig(
                 state_dir=state_dir,
@@ -54,6 +57,8 @@ class LeaderNode:
                 self.registrar, self.mesh, calls=self.calls, offline_after=offline_after
             )
             self.addrs: list[str] = self.mesh.addrs()
+            if http is not None:
+                self.http = _start_http(self, http, http_token_file)
             _write_addrs(self.addrs_file, self.addrs)
         except BaseException:
             self.close()
@@ -76,6 +81,8 @@ class LeaderNode:
         self.dispatcher.run(stop)
 
     def close(self) -> None:
+        if self.http is not None:
+            self.http.close()
         dispatcher = getattr(self, "dispatcher", None)
         if dispatcher is not None:
             dispatcher.close()
@@ -102,3 +109,21 @@ def _write_addrs(path: Path, addrs: list[str]) -> None:
     rewritten at every start."""
     data = "".join(f"{addr}\n" for addr in addrs).encode("utf-8")
     replace_file(path, data, mode=0o644, durable=False)
+
+
+def _start_http(node: LeaderNode, bind: str, token_file: Path | None):  # type: ignore[no-untyped-def]
+    """The HTTP server on threads of its own; it reads the registry through connections of its
+    own, so the dispatcher's thread is never shared."""
+    from cooee_agent.leader.http_api.service import start_leader_http
+
+    mesh = node.mesh
+
+    def peers() -> int | None:
+        try:
+            return None if mesh is None else len(mesh.peers())
+        except Exception:  # a mesh going down answers no count; the scrape still succeeds
+            return None
+
+    return start_leader_http(
+        node.state_dir, bind, token_file=token_file, tally=node.dispatcher.tally, peers=peers
+    )

@@ -120,9 +120,10 @@ class Agent:
         key_pair = load_or_create_peer_key(self.state_dir)
         return f"{self.listen}/p2p/{ID.from_pubkey(key_pair.public_key).to_base58()}"
 
-    def start(self) -> Agent:
+    def start(self, *extra: str) -> Agent:
+        """``extra``: more arguments of ``run`` (``--metrics ADDR``)."""
         entry = f"import socket; socket.gethostname = lambda: {self.hostname!r}; {ENTRY}"
-        argv = [sys.executable, "-c", entry, "run", "--config", str(self.config)]
+        argv = [sys.executable, "-c", entry, "run", "--config", str(self.config), *extra]
         env = {"OLLAMA_MODELS": str(self.world.tmp / "no-models")}
         self.process = self.world.spawn(self.name, argv, self.log, env)
         return self
@@ -171,9 +172,12 @@ class World:
         self.processes.append(process)
         return process
 
-    def start_leader(self, bootstrap: Sequence[str] = (), *, debug: bool = False) -> str:
+    def start_leader(
+        self, bootstrap: Sequence[str] = (), *, debug: bool = False, extra: Sequence[str] = ()
+    ) -> str:
         """``leader serve`` on the world's fixed port; returns its /p2p/ multiaddr. ``debug``
-        logs what the mesh drops (and much else) to leader.stderr."""
+        logs what the mesh drops (and much else) to leader.stderr; ``extra``: more arguments
+        of ``serve`` (``--http ADDR``, ``--offline-after S``)."""
         addrs_file = self.leader_dir / "leader.addrs"
         addrs_file.unlink(missing_ok=True)  # a killed Leader leaves its old file behind
         listen = f"/ip4/127.0.0.1/tcp/{self.leader_port}"
@@ -181,6 +185,7 @@ class World:
         argv += ["--state-dir", str(self.leader_dir), "--listen", listen]
         for addr in bootstrap:
             argv += ["--bootstrap", addr]
+        argv += list(extra)
         self.leader = self.spawn("leader", argv, self.tmp / "leader.stderr", {})
         leader = self.leader
 

@@ -136,7 +136,9 @@ def test_an_agent_enrols_over_the_mesh_and_a_restarted_leader_answers_its_resend
     peer: Callable[[list[str]], MeshTransport],
 ) -> None:
     port = free_port()
-    serve = Serve(leader_dir, port, tmp_path)
+    # Long enough for the list, text list and calls checks below to run while the host is
+    # online, however slowly the CLI starts on a loaded machine; short enough to see it expire.
+    serve = Serve(leader_dir, port, tmp_path, offline_after=20.0)
     assert all(a.startswith(f"/ip4/127.0.0.1/tcp/{port}/p2p/12D3KooW") for a in serve.addrs)
     assert any(n.startswith("READY=1") for n in until(serve.notifications, "READY=1", 30))
 
@@ -197,7 +199,7 @@ def test_an_agent_enrols_over_the_mesh_and_a_restarted_leader_answers_its_resend
             == "offline"
         ),
         "the host offline",
-        30,
+        60,
     )
 
     code, stdout = serve.stop()
