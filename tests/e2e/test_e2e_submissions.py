@@ -2,18 +2,21 @@
 serve``, driven through the CLI. A PR and a DR are receipted, accepted and rejected, and the
 agent's ``submissions`` shows the outcome; the audit log verifies, exports, and a tampered row
 is named. An agent SIGKILLed after its submission was published, before the receipt reached it,
-loses nothing and duplicates nothing."""
+loses nothing and duplicates nothing. The go-libp2p peer, as an agent written from the protocol
+text (filippo.io/age sealing), submits a DR and checks the Leader's signed receipt."""
 
 from __future__ import annotations
 
 import json
 import signal
 import sqlite3
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from e2eharness import Agent, World, until
+from meshharness import Spawner
 from process_support import cli
 
 from cooee_agent.leader.submission_book import SUBMISSIONS_FILE
@@ -168,3 +171,55 @@ def test_an_agent_killed_before_its_receipt_loses_and_duplicates_nothing(
     exported = cli("leader", "audit", "export", "--state-dir", str(world.leader_dir))
     events = [json.loads(line).get("event") for line in exported.stdout.splitlines()]
     assert events == ["submission", "receipt", None]  # the head last; nothing twice
+
+
+def test_the_go_peer_submits_a_dr_sealed_with_filippo_age_and_gets_its_receipt(
+    world: World, peers: Spawner, tmp_path: Path
+) -> None:
+    import os
+    import secrets
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from pyrage import x25519
+
+    from cooee_agent.agent.submitting import dr_record
+    from cooee_agent.protocol.envelope import sign_record
+    from cooee_agent.protocol.keys import AgentKeys, parse_bundle
+    from cooee_agent.protocol.schema import canonical
+    from cooee_agent.protocol.sealing import address_for, seal_enrolment
+    from cooee_agent.protocol.submissions import submission_digest
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "protocol"))
+    from enrolment_factory import record as enrolment
+
+    seed = secrets.token_bytes(32)
+    keys = AgentKeys(Ed25519PrivateKey.from_private_bytes(seed), x25519.Identity.generate())
+    sealed = tmp_path / "go-agent.enrolment"
+    sealed.write_bytes(seal_enrolment(enrolment(keys, 7), keys, parse_bundle(world.bundle)))
+    ingested = cli("leader", "ingest", str(sealed), "--state-dir", str(world.leader_dir))
+    assert ingested.returncode == 0, ingested.stderr
+    world.start_leader()
+
+    dr = dr_record(title="Go speaks COOEE", status="proposed", context="Interop.\n",
+                   decision="Keep a Go peer in the tests.\n", addresses=[ADDRESS])  # fmt: skip
+    (tmp_path / "dr.json").write_bytes(canonical(dr))
+    identity = tmp_path / "go-agent.age"
+    identity.write_text(str(keys.identity) + "\n")
+    os.chmod(identity, 0o600)
+    go = peers.go(
+        "go-agent",
+        "submit",
+        bootstrap=(world.leader_addr,),
+        age_identity=identity,
+        extra=(
+            "-record", str(tmp_path / "dr.json"), "-agent-seed", seed.hex(),
+            "-leader-bundle", world.bundle, "-address", address_for("dr", keys.agent_id),
+        ),
+    )  # fmt: skip
+    receipt = go.wait_for(lambda e: e["event"] == "receipt", 60, "the Leader's receipt")
+    record = receipt["record"]
+    assert isinstance(record, dict)
+    digest = submission_digest(sign_record(dr, keys.signing))
+    assert (record["outcome"], record["digest"], record["audit_seq"]) == ("received", digest, 1)
+    (stored,) = leader_submissions(world)
+    assert (stored["id"], stored["kind"], stored["digest"]) == (dr["nonce"], "dr", digest)
