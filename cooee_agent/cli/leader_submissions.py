@@ -32,11 +32,11 @@ class AuditBroken(CooeeError):
     """The audit log does not verify; the message names the first broken entry."""
 
 
-def _book(state_dir: Path, *, must_exist: bool = True):  # type: ignore[no-untyped-def]
+def _book(state_dir: Path):  # type: ignore[no-untyped-def]
     from cooee_agent.leader.submission_book import SUBMISSIONS_FILE, SubmissionBook
 
     path = state_dir / SUBMISSIONS_FILE
-    if must_exist and not path.exists():
+    if not path.exists():
         raise CooeeError(f"no submissions at {path}: none was received yet")
     return SubmissionBook(path)
 
@@ -144,11 +144,15 @@ def verify(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
     """Check the whole hash chain and the signed head; exit 1 naming the first broken entry."""
+    from cooee_agent.leader.audit import Verdict
+    from cooee_agent.leader.submission_book import SUBMISSIONS_FILE
     from cooee_agent.protocol.keys import load_leader_keys
 
     verify_key = load_leader_keys(state_dir).bundle.verify_key
-    with _book(state_dir, must_exist=False) as book:
-        verdict = book.verify(verify_key)
+    verdict = Verdict(True, 0)  # no file: nothing was ever received or logged
+    if (state_dir / SUBMISSIONS_FILE).exists():
+        with _book(state_dir) as book:
+            verdict = book.verify(verify_key)
     if as_json:
         emit_json(
             {
@@ -173,11 +177,15 @@ def export(
     ),
 ) -> None:
     """Write the audit log as JSON lines (entries, then the signed head) for another tool."""
-    with _book(state_dir, must_exist=False) as book:
-        lines = [
-            json.dumps(line, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-            for line in book.export()
-        ]
+    from cooee_agent.leader.submission_book import SUBMISSIONS_FILE
+
+    lines: list[str] = []
+    if (state_dir / SUBMISSIONS_FILE).exists():
+        with _book(state_dir) as book:
+            lines = [
+                json.dumps(line, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+                for line in book.export()
+            ]
     text = "".join(f"{line}\n" for line in lines)
     if output is None:
         typer.echo(text, nl=False)

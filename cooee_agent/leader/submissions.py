@@ -49,7 +49,7 @@ def lookup_sender(registry_path: Path, ed25519: str) -> tuple[str, Sender | None
     """(status, sender, detail) of the host holding this key: status ``active`` with a Sender
     for an enrolled host's pinned key; else why it may not submit, with the age recipient to
     answer (``unknown-key`` has none). Reads the registry file read-only."""
-    db = sqlite3.connect(f"file:{registry_path}?mode=ro", uri=True, timeout=30.0)
+    db = sqlite3.connect(f"{registry_path.absolute().as_uri()}?mode=ro", uri=True, timeout=30.0)
     try:
         db.row_factory = sqlite3.Row
         row = db.execute(

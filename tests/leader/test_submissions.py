@@ -304,3 +304,36 @@ def test_digest_is_of_the_signed_record(keys: AgentKeys) -> None:
 
     pr = a_pr(issued_at=now_text())
     assert len(submission_digest(sign_record(pr, keys.signing))) == 64
+
+
+def test_a_decision_reason_is_bounded_and_an_unknown_id_named(
+    world: World, keys: AgentKeys
+) -> None:
+    world.enrol(keys)
+    pr = a_pr()
+    world.hear(seal_to_leader("pr", pr, keys, world.keys.bundle))
+    now = datetime.now(UTC)
+    with pytest.raises(SubmissionError, match="1 to 1024 characters"):
+        world.book.decide(str(pr["nonce"]), "accepted", "x" * 1025, world.keys, now=now)
+    with pytest.raises(SubmissionError, match="1 to 1024 characters"):
+        world.book.decide(str(pr["nonce"]), "accepted", "   ", world.keys, now=now)
+    with pytest.raises(SubmissionError, match="no submission"):
+        world.book.decide("0" * 32, "accepted", "ok", world.keys, now=now)
+    decided = world.book.decide(str(pr["nonce"]), "accepted", "y" * 1024, world.keys, now=now)
+    assert decided.state == "accepted"
+
+
+def test_a_queued_submission_missing_from_the_outbox_is_put_back(
+    world: World, keys: AgentKeys, tmp_path: Path
+) -> None:
+    from cooee_agent.agent.submitting import KEY_PREFIX, requeue_missing
+
+    state = tmp_path / "agent"
+    with Outbox.open_in(state) as outbox, Ledger.open_in(state) as ledger:
+        pr = a_pr()
+        queue_submission(outbox, ledger, keys, world.keys.bundle, pr)
+        (item,) = outbox.items()
+        outbox.ack(item.key)  # as if the process died between the ledger and the outbox write
+        assert requeue_missing(outbox, ledger) == 1
+        assert outbox.get(KEY_PREFIX + str(pr["nonce"])).data == item.data  # type: ignore[union-attr]
+        assert requeue_missing(outbox, ledger) == 0
