@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -164,6 +165,12 @@ def handle_submission(dispatcher: Dispatcher, message: Message) -> Handled:
         except CooeeError as error:
             log.warning("could not send the receipt: %s", error)
     return Handled(message.topic, heard.reason, published)
+
+
+def handle_submissions(dispatcher: Dispatcher, messages: Sequence[Message]) -> list[Handled]:
+    """The same for a batch of messages, in order: the handler form of a Dispatcher that hands
+    its handlers batches (``handler(dispatcher, messages) -> list[Handled]``)."""
+    return [handle_submission(dispatcher, message) for message in messages]
 
 
 class DecisionCourier:

@@ -82,6 +82,16 @@ def test_a_pr_is_routed_by_the_kinds_table_and_receipted(world: World, keys: Age
     assert receipt["outcome"] == "received"
 
 
+def test_the_batch_form_answers_each_message_in_order(world: World, keys: AgentKeys) -> None:
+    from cooee_agent.leader.submissions import handle_submissions
+
+    enrol(world, keys)
+    good = seal_to_leader("pr", a_pr(), keys, world.keys.bundle)
+    batch = [Message(TOPIC_SUBMISSION, data, "agent") for data in (good, b"{}", good)]
+    handled = handle_submissions(world.service, batch)
+    assert [h.reason for h in handled] == ["received", "schema", "replayed"]
+
+
 def test_hostile_submissions_are_refused_and_the_leader_keeps_serving(
     world: World, keys: AgentKeys
 ) -> None:
