@@ -42,6 +42,7 @@ from cooee_agent.agent.reach import ReachWatch
 from cooee_agent.agent.reload import reload_config
 from cooee_agent.agent.state import SEQUENCE_FILE, STATUS_FILE, write_json
 from cooee_agent.agent.state import Sequence as SeqCounter
+from cooee_agent.agent.submitting import Ledger, requeue_missing, take_answer
 from cooee_agent.agent.systemd import Notifier
 from cooee_agent.agent.usage import UsageProbe
 from cooee_agent.agent.watchdog import Progress, WatchdogPinger
@@ -114,6 +115,8 @@ class AgentDaemon:
         self.outbox: Outbox | None = None
         self.enrolment: Enrolment | None = None  # once the keys and the outbox are open
         self._subscription: Subscription | None = None
+        self._answers: Subscription | None = None  # receipts and decisions of submissions
+        self.ledger: Ledger | None = None
         self._watchers = Watchers()
         self._pinger: WatchdogPinger | None = None
         self.heartbeats = Heartbeats(
@@ -213,6 +216,9 @@ class AgentDaemon:
         self._discover_now("start")
         self.transport = self._transport_factory(self.config)
         self._subscription = self.transport.subscribe(topic_of("assignment"))
+        self.ledger = Ledger.open_in(self.state_dir)
+        requeue_missing(self.outbox, self.ledger)
+        self._answers = self.transport.subscribe(topic_of("receipt"))
         log.info("on the COOEE mesh as %s", self.transport.peer_id)
         if self.enrolment.resume_or_enrol(self.config.join_token):
             self.heartbeats.soon()
@@ -243,6 +249,9 @@ class AgentDaemon:
             self.write_status(stopped=True)
         except Exception:
             log.debug("final status write failed", exc_info=True)
+        if self.ledger is not None:
+            self.ledger.close()
+            self.ledger = None
         if self.outbox is not None:
             self.outbox.close()
             self.outbox = None
@@ -257,6 +266,7 @@ class AgentDaemon:
             self._maybe_reload,
             self._maybe_rediscover,
             self._read_assignments,
+            self._read_answers,
             self._pump,
             self._maybe_heartbeat,
             self._maybe_call,
@@ -364,6 +374,13 @@ class AgentDaemon:
             return
         while (message := self._subscription.get(timeout=0)) is not None:
             self._take_assignment(message.data)
+
+    def _read_answers(self) -> None:
+        if self._answers is None or self.ledger is None:
+            return
+        assert self.outbox is not None
+        while (message := self._answers.get(timeout=0)) is not None:
+            take_answer(message.data, self.keys, self.bundles, self.outbox, self.ledger)
 
     def _take_assignment(self, data: bytes) -> None:
         assert self.enrolment is not None

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cooee_agent.agent import intervention as calls
+from cooee_agent.agent import submitting
 from cooee_agent.agent.enrolling import ENROL_KEY
 from cooee_agent.bus.outbox import Outbox
 from cooee_agent.bus.transport import Subscription, Transport
@@ -74,6 +75,10 @@ def pump(
             data = refreshed.data if refreshed is not None else data
         elif item.key.startswith(calls.KEY_PREFIX) and age > half_window:
             data = calls.refreshed(data, keys)
+            outbox.put(item.key, item.topic, data)
+        elif item.key.startswith(submitting.KEY_PREFIX) and age > half_window:
+            # Same sealed record, fresh envelope: it stays until its receipt arrives.
+            data = submitting.refreshed(data, keys)
             outbox.put(item.key, item.topic, data)
         try:
             transport.publish(item.topic, data)

@@ -1,5 +1,5 @@
-"""``cooee-agent leader keygen|bundle|serve|ingest|list|approve|revoke|calls``: the reference
-Leader, on the mesh or by hand."""
+"""``cooee-agent leader keygen|bundle|serve|ingest|list|approve|revoke|calls|submissions|
+submission|audit``: the reference Leader, on the mesh or by hand."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from cooee_agent.cli import leader_submissions
 from cooee_agent.cli.output import emit_json
 from cooee_agent.cli.state import STATE
 from cooee_agent.config.paths import DEFAULT_STATE_DIR, STATE_DIR_ENV
@@ -330,3 +331,9 @@ def close_call(
     with _calls_book(state_dir) as book:
         closed = book.close_call(call_id, now=datetime.now(UTC), note=note)
     typer.echo(f"closed call {closed.id} ({closed.reason} of {closed.hostname})")
+
+
+# PR and DR submissions and their audit log (cli.leader_submissions).
+app.command("submissions")(leader_submissions.list_submissions)
+app.add_typer(leader_submissions.submission_app, name="submission")
+app.add_typer(leader_submissions.audit_app, name="audit")

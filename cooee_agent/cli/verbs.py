@@ -52,6 +52,16 @@ VERBS: dict[str, Verb] = {
         "intervene",
         "Queue an intervention call; the running agent publishes it on cooee/intervention/v1.",
     ),
+    "submit": Verb(
+        "cooee_agent.cli.submit",
+        "app",
+        "Submit a PR or DR to SLURP; the running agent publishes it on cooee/submission/v1.",
+    ),
+    "submissions": Verb(
+        "cooee_agent.cli.submit",
+        "submissions",
+        "List the PRs and DRs this host submitted and each one's state.",
+    ),
     "resolve": Verb(
         "cooee_agent.cli.resolve",
         "resolve",

@@ -27,6 +27,7 @@ from cooee_agent.errors import TransportError
 from cooee_agent.leader.calls import CallBook
 from cooee_agent.leader.handled import Handled, Handler
 from cooee_agent.leader.registrar import IngestResult, Registrar
+from cooee_agent.leader.submission_book import SubmissionBook
 from cooee_agent.leader.tally import HandledTally
 from cooee_agent.protocol.kinds import KINDS, LEADER_TOPICS, TOPIC_KINDS
 
@@ -68,6 +69,7 @@ class Dispatcher:
         transport: Transport,
         *,
         calls: CallBook | None = None,
+        submissions: SubmissionBook | None = None,
         clock: Clock = _utcnow,
         offline_after: float | None = None,
         resend_gap_s: float = 1.0,
@@ -75,6 +77,7 @@ class Dispatcher:
         self.registrar = registrar
         self.transport = transport
         self.calls = calls
+        self.submissions = submissions
         self.clock = clock
         self.offline_after = offline_after
         self.resend_gap_s = resend_gap_s

@@ -37,12 +37,16 @@ class LeaderNode:
         from cooee_agent.leader.calls import CALLS_FILE, CallBook
         from cooee_agent.leader.dispatch import Dispatcher, envelope_validator
         from cooee_agent.leader.registrar import Registrar
+        from cooee_agent.leader.submission_book import SUBMISSIONS_FILE, SubmissionBook
+        from cooee_agent.leader.submissions import DecisionCourier
 
         self.state_dir = state_dir
         self.addrs_file = state_dir / ADDRS_FILE
         self.addrs_file.unlink(missing_ok=True)
         self.registrar = Registrar(state_dir, window=Window(max_age_s=max_age_s))
         self.calls = CallBook(state_dir / CALLS_FILE)
+        self.submissions = SubmissionBook(state_dir / SUBMISSIONS_FILE)
+        self.courier: DecisionCourier | None = None
         self.mesh = None
         self.http = None  # the read-only HTTP server (leader.http_api), when ``http`` is given
         try:
@@ -54,8 +58,14 @@ class LeaderNode:
             )
             self.mesh = start_mesh(config, validator=envelope_validator)
             self.dispatcher = Dispatcher(
-                self.registrar, self.mesh, calls=self.calls, offline_after=offline_after
+                self.registrar,
+                self.mesh,
+                calls=self.calls,
+                submissions=self.submissions,
+                offline_after=offline_after,
             )
+            # Decisions are made by another process (the operator's CLI); this sends them.
+            self.courier = DecisionCourier(state_dir / SUBMISSIONS_FILE, self.mesh)
             self.addrs: list[str] = self.mesh.addrs()
             if http is not None:
                 self.http = _start_http(self, http, http_token_file)
@@ -78,6 +88,8 @@ class LeaderNode:
         return str(self.registrar.keys.bundle.fingerprint)
 
     def run(self, stop: threading.Event) -> None:
+        if self.courier is not None:
+            self.courier.start(stop)
         self.dispatcher.run(stop)
 
     def close(self) -> None:
@@ -89,6 +101,7 @@ class LeaderNode:
         if self.mesh is not None:
             self.mesh.close()
         self.calls.close()
+        self.submissions.close()
         self.registrar.close()
         self.addrs_file.unlink(missing_ok=True)
 

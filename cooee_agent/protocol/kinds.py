@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
-from cooee_agent.protocol import records
+from cooee_agent.protocol import records, submissions
 from cooee_agent.protocol.records import Record
 
 TOPIC_ENROL = "cooee/enrol/v1"
 TOPIC_ASSIGNMENT = "cooee/assignment/v1"
 TOPIC_AVAILABILITY = "cooee/availability/v1"
 TOPIC_INTERVENTION = "cooee/intervention/v1"
+TOPIC_SUBMISSION = "cooee/submission/v1"
+TOPIC_RECEIPT = "cooee/receipt/v1"
 
 Party = Literal["agent", "leader"]
 
@@ -93,6 +95,42 @@ _ROWS = (
         sender="agent",
         reader="leader",
         handler="cooee_agent.leader.calls:handle_calls",
+    ),
+    Kind(
+        "pr",
+        TOPIC_SUBMISSION,
+        submissions.PrRecord,
+        sealed=True,
+        sender="agent",
+        reader="leader",
+        handler="cooee_agent.leader.submissions:handle_submissions",
+    ),
+    Kind(
+        "dr",
+        TOPIC_SUBMISSION,
+        submissions.DrRecord,
+        sealed=True,
+        sender="agent",
+        reader="leader",
+        handler="cooee_agent.leader.submissions:handle_submissions",
+    ),
+    Kind(
+        "receipt",
+        TOPIC_RECEIPT,
+        submissions.Receipt,
+        sealed=True,
+        sender="leader",
+        reader="agent",
+        handler=None,
+    ),
+    Kind(
+        "decision",
+        TOPIC_RECEIPT,
+        submissions.Decision,
+        sealed=True,
+        sender="leader",
+        reader="agent",
+        handler=None,
     ),
 )
 

@@ -10,7 +10,7 @@ Leader's persisted cache and happens in cooee_agent.leader.registrar.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,14 +29,14 @@ from cooee_agent.protocol.envelope import (
 )
 from cooee_agent.protocol.errors import RejectedError
 from cooee_agent.protocol.keys import AgentKeys, LeaderBundle, LeaderKeys, key_id
-from cooee_agent.protocol.kinds import SEALED_KINDS
+from cooee_agent.protocol.kinds import KINDS, SEALED_KINDS
 from cooee_agent.protocol.records import (
     Assignment,
     EnrolmentRecord,
     parse_time,
     validate_record,
 )
-from cooee_agent.protocol.schema import canonical, fail
+from cooee_agent.protocol.schema import canonical, fail, loads
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,28 @@ def _open_sealed(
     window: Window | None,
     now: datetime | None,
 ) -> tuple[Envelope, Any, bytes]:
-    envelope = parse_envelope(data)
+    return _open_parsed(parse_envelope(data), kind, identities, window, now)
+
+
+def _open_parsed(
+    envelope: Envelope,
+    kind: str,
+    identities: Sequence[x25519.Identity],
+    window: Window | None,
+    now: datetime | None,
+) -> tuple[Envelope, Any, bytes]:
+    _, record, signer = _open_plain_record(envelope, kind, identities, window, now)
+    return envelope, record, signer
+
+
+def _open_plain_record(
+    envelope: Envelope,
+    kind: str,
+    identities: Sequence[x25519.Identity],
+    window: Window | None,
+    now: datetime | None,
+) -> tuple[bytes, Any, bytes]:
+    """(the signed record's plaintext, its record, the signer) of a parsed sealed envelope."""
     if envelope.kind != kind:
         raise fail("envelope.kind", f"is {envelope.kind!r} where {kind!r} was expected")
     moment = _now(now)
@@ -138,7 +159,7 @@ def _open_sealed(
     record, signer = open_signed_record(plain)
     if signer != envelope.sender_key:
         raise RejectedError("key-mismatch", "the record is signed by another key than the envelope")
-    return envelope, record, signer
+    return plain, record, signer
 
 
 def open_enrolment(
@@ -243,3 +264,109 @@ def open_plain(
         window.check("envelope sent_at", envelope.sent_at, _now(now))
         window.check("record issued_at", record["issued_at"], _now(now))
     return record, envelope.sender_key
+
+
+# -- any sealed kind, by the kinds table (submissions, receipts, decisions) ----------------------
+
+
+def _sealed_row(kind: str, sender: str) -> None:
+    row = KINDS.get(kind)
+    if row is None or not row.sealed or row.sender != sender:
+        raise fail("kind", f"{kind!r} is not a sealed kind that the {sender} sends")
+
+
+def seal_to_leader(
+    kind: str,
+    record: dict[str, Any],
+    agent_keys: AgentKeys,
+    leader_bundle: LeaderBundle,
+    *,
+    sent_at: datetime | None = None,
+) -> bytes:
+    """The envelope of a sealed agent-to-Leader ``kind``: ``record`` (checked against its type)
+    signed by the agent, sealed to every Leader recipient. Raises RejectedError("schema") for a
+    bad record or an envelope over the size limit, before anything is sent."""
+    _sealed_row(kind, "agent")
+    validate_record(record, kind)
+    signed = canonical(sign_record(record, agent_keys.signing))
+    body = _encrypt(signed, leader_bundle.recipients)
+    envelope = make_envelope(
+        kind, address_for(kind, agent_keys.agent_id), body, agent_keys.signing, sent_at=sent_at
+    )
+    return envelope.to_bytes()
+
+
+def open_from_agent(
+    data: bytes,
+    leader_keys: LeaderKeys,
+    kinds: Collection[str],
+    *,
+    window: Window | None = DEFAULT_WINDOW,
+    now: datetime | None = None,
+) -> tuple[dict[str, Any], dict[str, Any], Envelope]:
+    """Open a sealed envelope of one of ``kinds`` from an agent, in the order of enrolments
+    (PROTOCOL.md section 6) minus the record's issued_at: returns (record, signed record,
+    envelope). The record's freshness and replay are the caller's (a submission is deduplicated
+    on its nonce for good, so it may wait in an outbox for longer than the window)."""
+    envelope = parse_envelope(data)
+    if envelope.kind not in kinds:
+        raise fail(
+            "envelope.kind", f"is {envelope.kind!r} where one of {sorted(kinds)} was expected"
+        )
+    _sealed_row(envelope.kind, "agent")
+    plain, value, signer = _open_plain_record(
+        envelope, envelope.kind, leader_keys.identities, window, now
+    )
+    if _agent_id_of(envelope.address) != key_id(signer):
+        raise RejectedError(
+            "key-mismatch", f"address {envelope.address} does not name the sender's agent id"
+        )
+    record = validate_record(value, envelope.kind)
+    return record, loads(plain, "signed record"), envelope
+
+
+def seal_to_agent(
+    kind: str,
+    record: dict[str, Any],
+    leader_keys: LeaderKeys,
+    agent_recipient: str,
+    *,
+    sent_at: datetime | None = None,
+) -> bytes:
+    """The envelope of a sealed Leader-to-agent ``kind`` (receipt, decision): signed by the
+    Leader, sealed to the agent's age recipient, addressed to the agent its ``agent_key`` names."""
+    _sealed_row(kind, "leader")
+    validate_record(record, kind)
+    signed = canonical(sign_record(record, leader_keys.signing))
+    body = _encrypt(signed, [agent_recipient])
+    agent_id = key_id(b64.decode(record["agent_key"], 32))
+    envelope = make_envelope(
+        kind, address_for(kind, agent_id), body, leader_keys.signing, sent_at=sent_at
+    )
+    return envelope.to_bytes()
+
+
+def open_from_leader(
+    data: bytes,
+    agent_keys: AgentKeys,
+    leader_bundle: LeaderBundle,
+    kinds: Collection[str],
+) -> dict[str, Any]:
+    """Open a sealed envelope of one of ``kinds`` from the pinned Leader, meant for this agent
+    (the checks of an assignment, section 6); returns the checked record. No freshness: the
+    agent matches the record against what it sent."""
+    envelope = parse_envelope(data)
+    if envelope.kind not in kinds:
+        raise fail(
+            "envelope.kind", f"is {envelope.kind!r} where one of {sorted(kinds)} was expected"
+        )
+    _sealed_row(envelope.kind, "leader")
+    if envelope.sender_key != leader_bundle.verify_key:
+        raise RejectedError("key-mismatch", "the envelope is not signed by the pinned Leader key")
+    if _agent_id_of(envelope.address) != agent_keys.agent_id:
+        raise RejectedError("wrong-recipient", f"{envelope.address} is for another agent")
+    _, value, _ = _open_plain_record(envelope, envelope.kind, (agent_keys.identity,), None, None)
+    record = validate_record(value, envelope.kind)
+    if record.get("agent_key") != b64.encode(agent_keys.verify_key):
+        raise RejectedError("wrong-recipient", f"the {envelope.kind} is for another agent key")
+    return record

@@ -230,9 +230,10 @@ class Spawner:
         bootstrap: tuple[str, ...] = (),
         age_identity: Path | None = None,
         peer_key: Path | None = None,
+        extra: tuple[str, ...] = (),
     ) -> PeerProcess:
         need_interop(GO_PEER, "the go-libp2p peer")
-        argv = [str(GO_PEER), "-mode", mode]
+        argv = [str(GO_PEER), "-mode", mode, *extra]
         if peer_key is not None:
             argv += ["-peer-key", str(peer_key)]
         for addr in bootstrap:

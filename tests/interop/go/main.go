@@ -1,10 +1,10 @@
 // Command peer is a go-libp2p COOEE peer for interop tests, built like the production Go peers:
 // TCP + Noise + yamux, Ed25519 key, gossipsub with strict message signing.
 //
-//	peer -mode relay|subscribe [-port N] [-bootstrap MADDR]... [-age-identity FILE]
-//	     [-peer-key FILE]
+//	peer -mode relay|subscribe|submit [-port N] [-bootstrap MADDR]... [-age-identity FILE]
+//	     [-peer-key FILE] [-record FILE -agent-seed HEX -leader-bundle TEXT -address UCXL]
 //
-// It joins the four COOEE topics (so it relays them) and prints JSON lines on stdout:
+// In submit mode it is an agent sending a PR or DR (submit.go). It joins the COOEE topics (so it relays them) and prints JSON lines on stdout:
 // {"event":"ready",...}, {"event":"connected",...} and, in subscribe mode,
 // {"event":"message","topic":...,"from":...,"data_b64":...}. With -age-identity, a message that
 // is a JSON envelope with a "body" field has that body opened as ASCII-armored age, as the Go
@@ -43,6 +43,7 @@ import (
 
 var topics = []string{
 	"cooee/enrol/v1", "cooee/assignment/v1", "cooee/availability/v1", "cooee/intervention/v1",
+	submissionTopic, receiptTopic,
 }
 
 type multiFlag []string
@@ -64,12 +65,23 @@ func main() {
 	port := flag.Int("port", 0, "TCP port on 127.0.0.1")
 	identityFile := flag.String("age-identity", "", "age identity file to open envelope bodies")
 	keyFile := flag.String("peer-key", "", "libp2p private key file (MarshalPrivateKey form)")
+	recordFile := flag.String("record", "", "submit: the PR or DR record, canonical JSON")
+	agentSeed := flag.String("agent-seed", "", "submit: the agent's Ed25519 seed, hex")
+	leaderBundle := flag.String("leader-bundle", "", "submit: the Leader key bundle")
+	address := flag.String("address", "", "submit: the envelope address")
 	var bootstrap multiFlag
 	flag.Var(&bootstrap, "bootstrap", "multiaddr of a peer to keep connected (repeatable)")
 	flag.Parse()
-	if *mode != "relay" && *mode != "subscribe" {
-		fmt.Fprintln(os.Stderr, "peer: -mode must be relay or subscribe")
+	if *mode != "relay" && *mode != "subscribe" && *mode != "submit" {
+		fmt.Fprintln(os.Stderr, "peer: -mode must be relay, subscribe or submit")
 		os.Exit(2)
+	}
+	var sub *submitter
+	if *mode == "submit" {
+		var err error
+		if sub, err = newSubmitter(*recordFile, *agentSeed, *leaderBundle, *address); err != nil {
+			fail(err)
+		}
 	}
 	var identities []age.Identity
 	if *identityFile != "" {
@@ -116,16 +128,29 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
+	joined := map[string]*pubsub.Topic{}
 	for _, name := range topics {
 		topic, err := ps.Join(name)
 		if err != nil {
 			fail(err)
 		}
-		sub, err := topic.Subscribe()
+		subscription, err := topic.Subscribe()
 		if err != nil {
 			fail(err)
 		}
-		go read(ctx, h, sub, *mode == "subscribe", identities)
+		joined[name] = topic
+		go read(ctx, h, subscription, *mode != "relay", identities, sub)
+	}
+	if sub != nil {
+		go func() {
+			// What an agent's outbox does: the same bytes until the receipt arrives.
+			for ctx.Err() == nil && !sub.answered.Load() {
+				if err := joined[submissionTopic].Publish(ctx, sub.envelope); err == nil {
+					emit(map[string]any{"event": "published", "id": sub.id})
+				}
+				time.Sleep(time.Second)
+			}
+		}()
 	}
 	var addrs []string
 	for _, a := range h.Addrs() {
@@ -146,13 +171,27 @@ func main() {
 	}
 }
 
-func read(ctx context.Context, h host.Host, sub *pubsub.Subscription, print bool, ids []age.Identity) {
+func read(
+	ctx context.Context, h host.Host, sub *pubsub.Subscription, print bool, ids []age.Identity,
+	submit *submitter,
+) {
 	for {
 		msg, err := sub.Next(ctx)
 		if err != nil {
 			return
 		}
 		if !print || msg.ReceivedFrom == h.ID() {
+			continue
+		}
+		if submit != nil {
+			if msg.GetTopic() == receiptTopic {
+				if record, err := submit.openReceipt(msg.Data, ids); err == nil {
+					submit.answered.Store(true)
+					emit(map[string]any{"event": "receipt", "record": record})
+				} else {
+					emit(map[string]any{"event": "not_ours", "error": err.Error()})
+				}
+			}
 			continue
 		}
 		event := map[string]any{
