@@ -361,7 +361,7 @@ def check_header(value: Any, expected_kind: str | None = None) -> dict[str, Any]
     if not isinstance(value, dict):
         raise fail("record", "must be an object")
     kind = value.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise fail("kind", f"{kind!r} is not a record kind ({', '.join(KINDS)})")
     if expected_kind is not None and kind != expected_kind:
         raise fail("kind", f"is {kind!r} where {expected_kind!r} was expected")
