@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -72,8 +72,8 @@ class LeaderNode:
     def fingerprint(self) -> str:
         return str(self.registrar.keys.bundle.fingerprint)
 
-    def run(self, stop: threading.Event) -> None:
-        self.dispatcher.run(stop)
+    def run(self, stop: threading.Event, *, beat: Callable[[], None] = lambda: None) -> None:
+        self.dispatcher.run(stop, beat=beat)
 
     def close(self) -> None:
         dispatcher = getattr(self, "dispatcher", None)
