@@ -214,3 +214,54 @@ def test_remove_keeps_config_and_state_and_purge_removes_them(container: Contain
     # What purge leaves, per Debian practice: the system users (their uids may own files).
     for user in ("cooee-agent", "cooee-leader"):
         assert container.run(["getent", "passwd", user], check=False).returncode == 0
+
+
+def _as_the_service(container: Container, unit: str, script: str) -> tuple[int, str]:
+    """``script`` run inside the running service: its cgroup (device policy), its mount
+    namespace (ProtectSystem, ProtectHome, PrivateTmp) and its user; returns (rc, output)."""
+    pid = show(container, unit, "MainPID")
+    user = show(container, unit, "User")
+    cgroup = show(container, unit, "ControlGroup")
+    result = container.run(
+        [
+            "sh",
+            "-c",
+            f"echo $$ > /sys/fs/cgroup{cgroup}/cgroup.procs && exec nsenter -t {pid} -m "
+            f'-S "$(id -u {user})" -G "$(id -g {user})" -- /bin/sh -c "$0"',
+            script,
+        ],
+        check=False,
+    )
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_hardening_holds_inside_the_running_agent(container: Container) -> None:
+    enrolled(container)
+    probes = {
+        "write /usr": "touch /usr/cooee-probe",
+        "write /etc": "touch /etc/cooee-probe",
+        "read /home": "ls /home",
+        "open /dev/net/tun": "/opt/cooee-agent/bin/python -c \"open('/dev/net/tun', 'rb')\"",
+    }
+    refusals = {}
+    for what, script in probes.items():
+        rc, out = _as_the_service(container, "cooee-agent", script)
+        assert rc != 0, f"{what} succeeded inside the service: {out}"
+        refusals[what] = out
+    assert "Read-only file system" in refusals["write /usr"]
+    assert "Read-only file system" in refusals["write /etc"]
+    assert "Permission denied" in refusals["read /home"]
+    # The node exists and is 0666: only the device policy (cgroup BPF) refuses it.
+    assert "Operation not permitted" in refusals["open /dev/net/tun"]
+    rc, out = _as_the_service(container, "cooee-agent", "ls /dev/net/tun; ls /sys/class/net")
+    assert rc == 0 and "lo" in out.split(), out
+    if container.run(["test", "-d", "/sys/class/drm"], check=False).returncode == 0:
+        rc, out = _as_the_service(container, "cooee-agent", "ls /sys/class/drm")
+        assert rc == 0, out
+    # The same probes outside the service, as the same user, succeed where only the service's
+    # sandbox stands in the way: the refusals above are the unit's doing.
+    open_tun = ["/opt/cooee-agent/bin/python", "-c", "open('/dev/net/tun', 'rb')"]
+    outside = container.run(["runuser", "-u", "cooee-agent", "--", *open_tun], check=False)
+    assert outside.returncode == 0, outside.stderr
+    # What discovery needs still works under the sandbox: the agent found its NIC and enrolled.
+    assert show(container, "cooee-agent", "ActiveState") == "active"
