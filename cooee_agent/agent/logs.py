@@ -116,11 +116,13 @@ def setup_logging(
     stream: TextIO | None = None,
     secrets: Iterable[str] = (),
     journal_sender: Sender | None = None,
+    identifier: str = IDENTIFIER,
 ) -> logging.Handler:
     """Route all logging to journald (when stderr is the journal stream) or to ``stream``.
 
     Replaces the root logger's handlers, so calling it again (on SIGHUP) changes the level
-    without doubling output. Upper-case ``extra`` keys become journal fields:
+    without doubling output. ``identifier`` is the journal's SYSLOG_IDENTIFIER (the Leader
+    logs as cooee-leader). Upper-case ``extra`` keys become journal fields:
     ``log.info("enrolled as host %d", 7, extra={"COOEE_HOST_ID": 7})``. Returns the handler;
     its RedactSecrets filter is ``handler.filters[0]``.
     """
@@ -133,7 +135,7 @@ def setup_logging(
             from systemd.journal import JournalHandler  # type: ignore[import-untyped]
 
             handler = JournalHandler(
-                sender_function=_fields_only(send), SYSLOG_IDENTIFIER=IDENTIFIER
+                sender_function=_fields_only(send), SYSLOG_IDENTIFIER=identifier
             )
             handler.setFormatter(logging.Formatter("%(message)s"))
     if handler is None:

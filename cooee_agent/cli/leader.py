@@ -30,6 +30,10 @@ STATE_DIR = typer.Option(
 )
 
 
+# The Leader's journal identifier: `journalctl -t cooee-leader` shows it apart from an agent.
+LEADER_IDENTIFIER = "cooee-leader"
+
+
 class IngestRefused(CooeeError):
     """At least one envelope was refused (each is named on its own line)."""
 
@@ -242,10 +246,11 @@ def serve(
 
     from cooee_agent.agent.logs import setup_logging
     from cooee_agent.agent.systemd import Notifier
+    from cooee_agent.agent.watchdog import Progress, WatchdogPinger
     from cooee_agent.leader.node import LeaderNode
 
     _check_http_flags(http, http_token_file)
-    setup_logging("debug" if STATE.debug else "info")
+    setup_logging("debug" if STATE.debug else "info", identifier=LEADER_IDENTIFIER)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -264,10 +269,20 @@ def serve(
             typer.echo(addr)
         if node.http is not None:
             typer.echo(f"http: {node.http.url}", err=True)
+        # READY only now: the mesh listens and leader.addrs is written, so a unit ordered
+        # After=cooee-leader.service can read the addresses and dial.
         notifier.ready(f"Leader serving on {len(node.addrs)} address(es)")
+        # Under WatchdogSec the pings go out only while the dispatcher loop turns.
+        progress = Progress()
+        pinger = WatchdogPinger.from_env(progress)
+        if pinger is not None:
+            pinger.start()
         try:
-            node.run(stop)  # TransportError once the mesh has died: exit 1, one line
+            # TransportError once the mesh has died: exit 1, one line
+            node.run(stop, beat=progress.beat)
         finally:
+            if pinger is not None:
+                pinger.stop()
             notifier.stopping("Leader stopping")
 
 

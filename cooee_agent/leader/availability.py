@@ -91,13 +91,20 @@ def hear_presence(
         )
     state = "left" if kind == "leaving" else "online"
     if state == "left":
-        log.info("host_id %d (%s) left: %s", host.host_id, host.hostname, record["reason"])
+        log.info(
+            "host_id %d (%s) left: %s",
+            host.host_id,
+            host.hostname,
+            record["reason"],
+            extra={"COOEE_HOST_ID": host.host_id, "COOEE_PRESENCE": state},
+        )
     elif previous != "online":
         log.info(
             "host_id %d (%s) is online%s",
             host.host_id,
             host.hostname,
             f" again (was {previous})" if previous else "",
+            extra={"COOEE_HOST_ID": host.host_id, "COOEE_PRESENCE": state},
         )
     return Heard(True, "applied", kind, host.host_id, state, previous)
 

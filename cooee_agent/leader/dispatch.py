@@ -175,9 +175,18 @@ class Dispatcher:
             self._queues[topic].put(message)
             self._ready.notify()
 
-    def run(self, stop: threading.Event, *, tick_s: float = 1.0) -> None:
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        tick_s: float = 1.0,
+        beat: Callable[[], None] = lambda: None,
+    ) -> None:
         """Serve until ``stop`` is set: each topic's messages in arrival order, the topics in
         turn, an offline sweep every tick.
+
+        ``beat`` is called at least once a tick while the loop turns (a supervisor's watchdog
+        listens to it: a loop stuck in a handler stops beating).
 
         Raises TransportError (within a tick) once the transport can carry nothing more: its
         node died or its subscriptions were closed underneath the dispatcher. A Leader without a
@@ -193,6 +202,7 @@ class Dispatcher:
             pump.start()
         next_sweep = 0.0
         while not stop.is_set():
+            beat()
             if not self._transport_alive():
                 raise TransportError(
                     "the COOEE mesh has stopped under the Leader (its node ended); "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -87,10 +87,10 @@ class LeaderNode:
     def fingerprint(self) -> str:
         return str(self.registrar.keys.bundle.fingerprint)
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, *, beat: Callable[[], None] = lambda: None) -> None:
         if self.courier is not None:
             self.courier.start(stop)
-        self.dispatcher.run(stop)
+        self.dispatcher.run(stop, beat=beat)
 
     def close(self) -> None:
         if self.http is not None:

@@ -224,7 +224,12 @@ class Registrar:
             )
             return IngestResult(False, outcome.reason, outcome.detail, **common)  # type: ignore[arg-type]
         assert outcome.host_id is not None
-        log.info("assigned host_id %d to %s", outcome.host_id, record.host.hostname)
+        log.info(
+            "assigned host_id %d to %s",
+            outcome.host_id,
+            record.host.hostname,
+            extra={"COOEE_HOST_ID": outcome.host_id},
+        )
         return IngestResult(
             True,
             "accepted",

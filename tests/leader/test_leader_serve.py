@@ -42,14 +42,21 @@ class Serve:
 
     launched: ClassVar[list[Serve]] = []
 
-    def __init__(self, state_dir: Path, port: int, tmp: Path, offline_after: float = 3.0) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        port: int,
+        tmp: Path,
+        offline_after: float = 3.0,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.state_dir = state_dir
         self.notify_path = tmp / f"notify-{time.monotonic_ns()}"
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(str(self.notify_path))
         self.notify.settimeout(0.1)
         self.stderr = (tmp / "serve.stderr").open("a")
-        env = {**os.environ, "NOTIFY_SOCKET": str(self.notify_path)}
+        env = {**os.environ, "NOTIFY_SOCKET": str(self.notify_path), **(env or {})}
         env.pop("JOURNAL_STREAM", None)
         argv = [
             sys.executable, "-c", ENTRY, "leader", "serve", "--state-dir", str(state_dir),
@@ -240,3 +247,19 @@ def test_serve_without_leader_keys_fails_with_one_line(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert result.stderr.startswith("cooee-agent: error:") and "Traceback" not in result.stderr
+
+
+def test_serve_pings_the_watchdog_systemd_armed(tmp_path: Path, leader_dir: Path) -> None:
+    # WatchdogSec=2 as systemd passes it: pings every 0.5 s while the dispatcher loop turns.
+    serve = Serve(leader_dir, free_port(), tmp_path, env={"WATCHDOG_USEC": "2000000"})
+    seen: list[str] = []
+
+    def pings() -> list[str] | None:
+        seen.extend(serve.notifications())
+        found = [n for n in seen if n == "WATCHDOG=1"]
+        return found if len(found) >= 3 else None
+
+    until(pings, "three WATCHDOG=1", 30)
+    assert any(n.startswith("READY=1") for n in seen)
+    assert seen.index("WATCHDOG=1") > min(i for i, n in enumerate(seen) if n.startswith("READY"))
+    assert serve.stop()[0] == 0

@@ -178,3 +178,31 @@ def test_deb_is_lintian_clean(built: Built) -> None:
     # packaging/debian/cooee-agent.lintian-overrides.
     assert tags == [], "\n".join(tags)
     assert result.returncode == 0, result.stderr
+
+
+def test_leader_deb_carries_only_the_leader_service_and_is_lintian_clean(built: Built) -> None:
+    (leader,) = built.deb.parent.glob("cooee-leader_*.deb")
+    assert _field(leader, "Depends").startswith(f"cooee-agent (= {_version()}-1)")
+    root = built.deb.parent / "leader-root"
+    subprocess.run(["dpkg-deb", "-x", str(leader), str(root)], check=True)
+    shipped = {
+        "lib/systemd/system/cooee-leader.service": "cooee-leader.service",
+        "usr/lib/sysusers.d/cooee-leader.conf": "cooee-leader.sysusers",
+        "usr/lib/tmpfiles.d/cooee-leader.conf": "cooee-leader.tmpfiles",
+    }
+    for path, name in shipped.items():
+        assert (root / path).read_bytes() == (ROOT / "systemd" / name).read_bytes(), path
+    # The program is the agent package's: no second copy of the virtualenv.
+    assert not (root / VENV).exists() and not (root / "usr/bin").exists()
+    control = built.deb.parent / "leader-control"
+    subprocess.run(["dpkg-deb", "-e", str(leader), str(control)], check=True)
+    assert "rm -rf /var/lib/cooee-leader" in (control / "postrm").read_text()
+    result = subprocess.run(
+        ["lintian", "--tag-display-limit", "0", str(leader)],
+        env={**os.environ, "PATH": SYSTEM_PATH},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    tags = [line for line in result.stdout.splitlines() if line[:2] in ("E:", "W:")]
+    assert tags == [], "\n".join(tags)

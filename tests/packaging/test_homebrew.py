@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import plistlib
 import re
+import shutil
+import subprocess
 import tomllib
 from importlib.machinery import SourceFileLoader
 from pathlib import Path
@@ -95,3 +98,29 @@ def test_launchd_plist_runs_the_agent_kept_alive_with_logs() -> None:
     # Same log and label as the formula's service block, so the two never diverge.
     assert 'log_path var/"log/cooee-agent.log"' in FORMULA.read_text(encoding="utf-8")
     assert job["Umask"] == 0o077
+
+
+def test_formula_is_valid_ruby() -> None:
+    ruby = shutil.which("ruby")
+    if ruby is None:
+        message = "ruby is not installed (run scripts/setup)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    result = subprocess.run([ruby, "-c", str(FORMULA)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "Syntax OK"
+
+
+def test_launchd_job_runs_what_the_systemd_unit_runs() -> None:
+    job = plistlib.loads(PLIST.read_bytes())
+    program, *arguments = job["ProgramArguments"]
+    unit = (ROOT / "systemd/cooee-agent.service").read_text()
+    (exec_start,) = re.findall(r"^ExecStart=(.+)$", unit, re.MULTILINE)
+    unit_program, *unit_arguments = exec_start.split()
+    # The same command under each platform's prefix, the same arguments.
+    assert Path(program).name == Path(unit_program).name == "cooee-agent"
+    assert arguments == unit_arguments
+    # And the same restart pace and stop timeout.
+    assert job["ThrottleInterval"] == int(re.findall(r"^RestartSec=(\d+)$", unit, re.M)[0])
+    assert job["ExitTimeOut"] == int(re.findall(r"^TimeoutStopSec=(\d+)$", unit, re.M)[0])
