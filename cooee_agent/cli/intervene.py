@@ -21,6 +21,7 @@ def intervene(
     from cooee_agent.bus.outbox import Outbox
     from cooee_agent.cli.status import read_status
     from cooee_agent.errors import InputError
+    from cooee_agent.files import require_directory, shown
     from cooee_agent.protocol import load_or_create_agent_keys
     from cooee_agent.protocol.records import SEVERITIES
 
@@ -28,7 +29,15 @@ def intervene(
         raise InputError(f"--severity must be one of {', '.join(SEVERITIES)}")
     if not reason.strip():
         raise InputError("--reason must not be empty")
+    if not " ".join(reason.split()).isprintable():
+        raise InputError(f"--reason holds a control character: {shown(reason)}")
     directory = resolve_state_dir(config, state_dir)
+    # A mistyped --state-dir must not quietly become a second agent with keys of its own.
+    require_directory(
+        directory,
+        missing_ok=False,
+        hint=" (is it the agent's? 'cooee-agent enrol' or 'run' creates it)",
+    )
     keys = load_or_create_agent_keys(directory)
     stored = read_json(directory / ASSIGNMENT_FILE)
     assignment = stored.get("assignment") if isinstance(stored, dict) else None

@@ -29,6 +29,10 @@ STATE_DIR = typer.Option(
 )
 
 
+# SQLite's largest integer: a larger id names no call, and SQLite cannot even be asked.
+MAX_CALL_ID = 2**63 - 1
+
+
 class IngestRefused(CooeeError):
     """At least one envelope was refused (each is named on its own line)."""
 
@@ -39,8 +43,10 @@ def keygen(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
     """Create the Leader identity (mode 0600) and print its key bundle and fingerprint."""
+    from cooee_agent.files import require_directory
     from cooee_agent.protocol.keys import generate_leader_keys
 
+    require_directory(state_dir)
     bundle = generate_leader_keys(state_dir).bundle
     _print_bundle(bundle.text, bundle.fingerprint, as_json)
 
@@ -84,19 +90,19 @@ def ingest(
     if not STATE.debug:
         # Each refusal is printed below with its file name; the library's log line would repeat it.
         logging.getLogger("cooee_agent.leader.registrar").setLevel(logging.ERROR)
+    from cooee_agent.cli.ingest_files import assignment_writer, ingest_one, read_envelope
+
+    # Checked before any enrolment is committed: a bad --assignments must not leave hosts
+    # registered whose assignment was never written (a re-ingest says "replayed").
+    write_assignment = assignment_writer(assignments)
     results: list[dict[str, object]] = []
     refused = 0
     with Registrar(state_dir, window=Window(max_age_s=max_age)) as leader:
         for path in files:
-            try:
-                data = path.read_bytes()
-            except OSError as error:
-                result = IngestResult(False, "unreadable", f"{path}: {error.strerror}")
-            else:
-                result = leader.ingest(data)
-            if result.accepted and assignments is not None and result.assignment_envelope:
-                assignments.mkdir(parents=True, exist_ok=True)
-                (assignments / f"{path.name}.assignment").write_bytes(result.assignment_envelope)
+            data = read_envelope(path)
+            result = data if isinstance(data, IngestResult) else ingest_one(leader, data)
+            if result.accepted and result.assignment_envelope:
+                write_assignment(path, result.assignment_envelope)
             refused += not result.accepted
             results.append({"file": str(path), **result.to_dict()})
             if not as_json:
@@ -133,7 +139,10 @@ def list_hosts(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array of hosts."),
 ) -> None:
     """List the registered hosts with their status, slots and agents."""
-    with _registry(state_dir) as registry:
+    from cooee_agent.leader.database_faults import database_faults
+    from cooee_agent.leader.registry import REGISTRY_FILE
+
+    with database_faults(state_dir / REGISTRY_FILE), _registry(state_dir) as registry:
         hosts = registry.hosts()
     if as_json:
         emit_json([host.to_dict() for host in hosts])
@@ -267,10 +276,11 @@ def calls(
     if ctx.invoked_subcommand is not None:
         return
     from cooee_agent.leader.calls import CALLS_FILE
+    from cooee_agent.leader.database_faults import database_faults
 
     found = []
     if (state_dir / CALLS_FILE).exists():  # no file yet: no call was ever made
-        with _calls_book(state_dir) as book:
+        with database_faults(state_dir / CALLS_FILE), _calls_book(state_dir) as book:
             found = book.calls(include_closed=show_all)
     if as_json:
         emit_json([c.to_dict() for c in found])
@@ -289,7 +299,9 @@ def calls(
 
 @calls_app.command("close")
 def close_call(
-    call_id: int = typer.Argument(..., help="The call's id (from 'leader calls')."),
+    call_id: int = typer.Argument(
+        ..., min=1, max=MAX_CALL_ID, help="The call's id (from 'leader calls')."
+    ),
     state_dir: Path = STATE_DIR,
     note: str | None = typer.Option(None, "--note", help="What was done, kept with the call."),
 ) -> None:

@@ -20,6 +20,7 @@ from cooee_agent.config.answers import Answers
 from cooee_agent.config.load import parse_config
 from cooee_agent.config.paths import DEFAULT_STATE_DIR
 from cooee_agent.errors import ConfigError, CooeeError
+from cooee_agent.files import CONFIG_LIMIT, FileMissing, FileRefused, read_bounded
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +99,10 @@ def sets_nothing(text: str) -> bool:
 
 def existing_text(path: Path) -> str | None:
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+        return read_bounded(path, CONFIG_LIMIT, what="configuration file").decode("utf-8")
+    except FileMissing:
         return None
-    except (OSError, UnicodeDecodeError) as error:
+    except (FileRefused, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read the existing configuration: {error}") from None
 
 
