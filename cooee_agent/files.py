@@ -106,6 +106,36 @@ def require_directory(
         raise FileRefused(f"{what} {path} is {_kind(info.st_mode)}, not a directory")
 
 
+def make_directory(path: Path, mode: int = 0o700) -> None:
+    """``mkdir -p`` whose modes do not depend on the umask: ``path`` gets ``mode``, each missing
+    parent 0755 (under umask 000, ``Path.mkdir(parents=True)`` makes the parents 0777).
+
+    Only directories this call creates are given a mode; existing ones are left as they are.
+    A file where a directory must go is refused with one line.
+    """
+    missing: list[Path] = []
+    current = path
+    while not current.is_dir():
+        if os.path.lexists(current):
+            kind = _kind(os.lstat(current).st_mode)
+            raise FileRefused(f"{current} is {kind}, not a directory")
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            if not directory.is_dir():
+                raise FileRefused(f"{directory} exists and is not a directory") from None
+            continue  # made by another process at the same moment: theirs stands
+        except OSError as error:
+            raise FileRefused(f"cannot create {directory}: {error.strerror}") from None
+        # chmod, not mkdir's mode: the umask cannot take bits away from an explicit chmod.
+        os.chmod(directory, mode if directory == path else 0o755)
+
+
 def shown(value: object, limit: int = SHOWN_LIMIT) -> str:
     """``value`` as it may be echoed in a one-line message: escaped, and cut at ``limit``.
 

@@ -47,10 +47,12 @@ from cooee_agent.agent.usage import UsageProbe
 from cooee_agent.agent.watchdog import Progress, WatchdogPinger
 from cooee_agent.agent.watcher_set import Watcher, Watchers
 from cooee_agent.bus.outbox import Outbox
+from cooee_agent.bus.outbox_recovery import open_outbox
 from cooee_agent.bus.transport import Subscription, Transport
 from cooee_agent.config import Config
 from cooee_agent.discovery.model import Inventory
 from cooee_agent.errors import ConfigError, CooeeError
+from cooee_agent.files import make_directory
 from cooee_agent.protocol.kinds import topic_of
 
 log = logging.getLogger(__name__)
@@ -199,10 +201,10 @@ class AgentDaemon:
         from cooee_agent.protocol import load_or_create_agent_keys
 
         self.bundles = self.bundles or leader_bundles(self.config)
-        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_directory(self.state_dir)
         self.keys = load_or_create_agent_keys(self.state_dir)
         log.info("agent id %s, state in %s", self.keys.agent_id, self.state_dir)
-        self.outbox = Outbox.open_in(
+        self.outbox = open_outbox(
             self.state_dir, base_delay=self._resend_base, clock=self._wall, rng=self._rng
         )
         self.sequence = SeqCounter(self.state_dir / SEQUENCE_FILE)

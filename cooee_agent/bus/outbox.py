@@ -29,6 +29,7 @@ from pathlib import Path
 
 from cooee_agent.bus.limits import backoff_delay
 from cooee_agent.errors import CooeeError, TransportError
+from cooee_agent.files import make_directory
 
 logger = logging.getLogger(__name__)
 
@@ -80,9 +81,12 @@ class Outbox:
         self._clock = clock
         self._rng = rng
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_directory(self.path.parent)
         # Created 0600 before SQLite opens it; the -wal and -shm files inherit its mode.
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        try:
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError as error:
+            raise TransportError(f"cannot open outbox {self.path}: {error.strerror}") from None
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from cooee_agent.atomic import create_file
 from cooee_agent.errors import TransportError
-from cooee_agent.files import KEY_LIMIT, FileRefused, read_private
+from cooee_agent.files import KEY_LIMIT, FileRefused, make_directory, read_private
 
 if TYPE_CHECKING:
     from libp2p.crypto.keys import KeyPair
@@ -82,5 +82,5 @@ def _read(path: Path) -> bytes:
 
 def _write_private(path: Path, data: bytes) -> None:
     """Create the key 0600, whole or not at all; FileExistsError when one is already there."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_directory(path.parent)
     create_file(path, data)

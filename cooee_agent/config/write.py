@@ -20,7 +20,7 @@ from cooee_agent.config.answers import Answers
 from cooee_agent.config.load import parse_config
 from cooee_agent.config.paths import DEFAULT_STATE_DIR
 from cooee_agent.errors import ConfigError, CooeeError
-from cooee_agent.files import CONFIG_LIMIT, FileMissing, FileRefused, read_bounded
+from cooee_agent.files import CONFIG_LIMIT, FileMissing, FileRefused, make_directory, read_bounded
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def write_config(path: Path, text: str, *, force: bool, group: str = AGENT_GROUP
     """
     replaced = check_writable(path, force=force)
     gid, note = _group_for(path, group)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    make_directory(path.parent, 0o755)
     data = text.encode("utf-8")
     try:
         if replaced:

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from cooee_agent.files import FileRefused, make_directory
 from cooee_agent.leader.database_faults import DatabaseFault, database_faults, describe, file_of
 
 
@@ -18,9 +19,9 @@ def open_database(path: Path, schema: str, *, busy_timeout_s: float) -> sqlite3.
     ``path`` and the repair.
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    except OSError as error:
-        raise DatabaseFault(f"cannot create {path.parent} for {path}: {error.strerror}") from None
+        make_directory(path.parent)
+    except FileRefused as error:
+        raise DatabaseFault(f"cannot create the directory of {path}: {error}") from None
     with database_faults(path):
         # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE. A connection
         # is not shared between threads at once, but may be handed to the thread that serves.

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pyrage import x25519
 
 from cooee_agent.atomic import create_file
-from cooee_agent.files import KEY_LIMIT, FileRefused, read_private
+from cooee_agent.files import KEY_LIMIT, FileRefused, make_directory, read_private
 from cooee_agent.identity.canonical import CROCKFORD, short_key
 from cooee_agent.protocol import b64
 from cooee_agent.protocol.errors import KeyFileError
@@ -163,7 +163,7 @@ def _write_private(path: Path, data: bytes) -> bool:
 
     Two processes generating at once agree on one key: the second finds the first's file.
     """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_directory(path.parent)
     try:
         create_file(path, data)
     except FileExistsError:
