@@ -85,6 +85,9 @@ def parse_config(
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{where}: invalid TOML: {error}") from None
+    except RecursionError:
+        # tomllib recurses once per nested array or table: 100,000 '[' exhaust the stack.
+        raise ConfigError(f"{where}: invalid TOML: nested too deeply") from None
 
     def fail(section: str, key: str, message: str) -> ConfigError:
         line = _line_of(text, section, key or None)

@@ -92,7 +92,7 @@ def sets_nothing(text: str) -> bool:
     """True for a file that sets no value: the commented template packaging installs."""
     try:
         raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return False
     return all(isinstance(value, dict) and not value for value in raw.values())
 

@@ -42,7 +42,7 @@ def test_a_corrupt_outbox_is_moved_aside_with_an_error_line_and_a_fresh_one_open
 
 def test_an_outbox_that_is_locked_or_a_directory_is_not_set_aside(tmp_path: Path) -> None:
     (tmp_path / OUTBOX_FILE).mkdir()
-    with pytest.raises(TransportError, match="cannot open outbox .*: Is a directory"):
+    with pytest.raises(TransportError, match=r"cannot open outbox .*: Is a directory"):
         open_outbox(tmp_path)
     assert (tmp_path / OUTBOX_FILE).is_dir()
     assert not list(tmp_path.glob("*.corrupt-*"))
