@@ -42,6 +42,7 @@ from cooee_agent.agent.reach import ReachWatch
 from cooee_agent.agent.reload import reload_config
 from cooee_agent.agent.state import SEQUENCE_FILE, STATUS_FILE, write_json
 from cooee_agent.agent.state import Sequence as SeqCounter
+from cooee_agent.agent.step_failures import StepFailures
 from cooee_agent.agent.systemd import Notifier
 from cooee_agent.agent.usage import UsageProbe
 from cooee_agent.agent.watchdog import Progress, WatchdogPinger
@@ -98,6 +99,7 @@ class AgentDaemon:
         self._notifier = notifier or Notifier()
         self._pinger_factory = pinger
         self._config_loader = config_loader
+        self._step_failures = StepFailures(log, clock)
         self._clock = clock
         self._wall = wall
         self._rng = rng
@@ -267,8 +269,10 @@ class AgentDaemon:
         ):
             try:
                 step()
-            except Exception:
-                log.exception("main loop step %s failed; carrying on", step.__name__)
+            except Exception as error:
+                self._step_failures.failed(step.__name__, error)
+            else:
+                self._step_failures.succeeded(step.__name__)
         self.progress.beat()
 
     def _check_mesh(self) -> bool:
