@@ -136,6 +136,31 @@ def make_directory(path: Path, mode: int = 0o700) -> None:
         os.chmod(directory, mode if directory == path else 0o755)
 
 
+def give_to_directory_owner(directory: Path, names: list[str]) -> None:
+    """Run as root in a directory another user owns (a service's state directory), hand the
+    files ``names`` that root just made there to that user, so the service can still open them.
+
+    Only regular files owned by root are touched, through descriptors opened without following
+    links; anywhere else (not root, a root-owned directory) nothing is done.
+    """
+    if os.geteuid() != 0:
+        return
+    owner = os.stat(directory)
+    if owner.st_uid == 0:
+        return
+    for name in names:
+        try:
+            descriptor = os.open(directory / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue  # not there (SQLite made no -shm yet) or a link: leave it alone
+        try:
+            info = os.fstat(descriptor)
+            if stat.S_ISREG(info.st_mode) and info.st_uid == 0:
+                os.fchown(descriptor, owner.st_uid, owner.st_gid)
+        finally:
+            os.close(descriptor)
+
+
 def shown(value: object, limit: int = SHOWN_LIMIT) -> str:
     """``value`` as it may be echoed in a one-line message: escaped, and cut at ``limit``.
 

@@ -16,6 +16,7 @@ from cooee_agent.errors import TransportError
 from cooee_agent.files import (
     FileMissing,
     FileRefused,
+    make_directory,
     read_bounded,
     read_private,
     require_directory,
@@ -173,3 +174,41 @@ def test_shown_escapes_and_caps_what_it_echoes() -> None:
     long = shown("A" * 100_000)
     assert long.startswith("'" + "A" * 80 + "'") and "99920 more characters" in long
     assert len(long) < 120
+
+
+def test_directories_made_under_umask_000_are_not_world_writable(tmp_path: Path) -> None:
+    previous = os.umask(0)
+    try:
+        make_directory(tmp_path / "a" / "b" / "state")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "a" / "b").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "a" / "b" / "state").stat().st_mode) == 0o700
+
+
+def test_make_directory_refuses_a_file_in_the_way_and_leaves_existing_modes(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(FileRefused, match="is a file, not a directory"):
+        make_directory(tmp_path / "file" / "state")
+    (tmp_path / "open").mkdir(mode=0o755)
+    make_directory(tmp_path / "open")
+    assert stat.S_IMODE((tmp_path / "open").stat().st_mode) == 0o755
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="acting for another user needs root")
+def test_intervene_as_root_leaves_the_services_files_to_the_service(tmp_path: Path) -> None:
+    from process_support import cli
+
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    os.chown(state, NOBODY, NOBODY)
+    result = cli("intervene", "--reason", "fan noise", "--state-dir", str(state))
+    assert result.returncode == 0, result.stderr
+    made = sorted(path.name for path in state.iterdir())
+    assert {"agent-signing.key", "agent-identity.age", "outbox.sqlite3"} <= set(made)
+    assert {path.name: path.stat().st_uid for path in state.iterdir()} == dict.fromkeys(
+        made, NOBODY
+    )
