@@ -33,7 +33,8 @@ class LeaderNode:
         from cooee_agent.bus.mesh_config import MeshConfig
         from cooee_agent.bus.mesh_transport import start_mesh
         from cooee_agent.leader.calls import CALLS_FILE, CallBook
-        from cooee_agent.leader.dispatch import Dispatcher, envelope_validator
+        from cooee_agent.leader.dispatch import Dispatcher
+        from cooee_agent.leader.precheck import PrecheckDrops
         from cooee_agent.leader.registrar import Registrar
 
         self.state_dir = state_dir
@@ -42,6 +43,7 @@ class LeaderNode:
         self.registrar = Registrar(state_dir, window=Window(max_age_s=max_age_s))
         self.calls = CallBook(state_dir / CALLS_FILE)
         self.mesh = None
+        self.drops = PrecheckDrops()
         try:
             config = MeshConfig(
                 state_dir=state_dir,
@@ -49,7 +51,7 @@ class LeaderNode:
                 bootstrap=tuple(bootstrap),
                 peer_exchange=peer_exchange,
             )
-            self.mesh = start_mesh(config, validator=envelope_validator)
+            self.mesh = start_mesh(config, validator=self.drops)
             self.dispatcher = Dispatcher(
                 self.registrar, self.mesh, calls=self.calls, offline_after=offline_after
             )
@@ -76,6 +78,7 @@ class LeaderNode:
         self.dispatcher.run(stop)
 
     def close(self) -> None:
+        self.drops.flush()  # what the last window dropped, said before the Leader goes
         dispatcher = getattr(self, "dispatcher", None)
         if dispatcher is not None:
             dispatcher.close()
