@@ -44,10 +44,12 @@ VERBS = [
     ("leader", "ingest", "/dev/null"),
     ("leader", "approve", "1"),
     ("leader", "revoke", "1"),
+    ("leader", "serve", "--listen", "/ip4/127.0.0.1/tcp/0"),
+    ("resolve", "40414"),
 ]
 
 
-@pytest.mark.parametrize("verb", VERBS, ids=lambda v: v[1])
+@pytest.mark.parametrize("verb", VERBS, ids=lambda v: "-".join(v[:2]))
 def test_a_registry_that_is_not_a_database_is_one_line_naming_the_file_and_the_repair(
     leader_dir: Path, verb: tuple[str, ...]
 ) -> None:
@@ -59,7 +61,7 @@ def test_a_registry_that_is_not_a_database_is_one_line_naming_the_file_and_the_r
     assert registry.read_bytes().startswith(b"this is not a database")  # never dropped
 
 
-@pytest.mark.parametrize("verb", VERBS, ids=lambda v: v[1])
+@pytest.mark.parametrize("verb", VERBS, ids=lambda v: "-".join(v[:2]))
 def test_a_directory_in_place_of_the_registry_is_one_line(
     leader_dir: Path, verb: tuple[str, ...]
 ) -> None:
