@@ -184,8 +184,8 @@ def _open(path: Path, flags: int, what: str) -> int:
     except OSError as error:
         if error.errno == errno.ELOOP:
             raise FileRefused(
-                f"{what} {path} is a symbolic link; a private key is read only from a "
-                "regular file (replace the link with the file itself)"
+                f"{what} {path} is a symbolic link, not followed for a private file "
+                "(or a loop of links): put the file itself there"
             ) from None
         raise FileRefused(f"cannot read {what} {path}: {error.strerror}") from None
 
