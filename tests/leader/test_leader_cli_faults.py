@@ -125,7 +125,9 @@ def test_a_batch_carries_on_past_bad_files_and_reports_each(leader_dir: Path) ->
         handle.truncate(2 * 1024 * 1024 * 1024)  # sparse: 2 GB that costs no disk
     garbage = leader_dir / "bad.json"
     garbage.write_bytes(b'{"body": ' + b"[" * 100_000)
-    files = [first, fifo, big, Path("/dev/zero"), garbage, leader_dir / "missing", last]
+    digits = leader_dir / "digits.json"  # past Python's 4,300-digit limit for int()
+    digits.write_bytes(b'{"v": 1, "n": ' + b"9" * 5000 + b"}")
+    files = [first, fifo, big, Path("/dev/zero"), garbage, digits, leader_dir / "missing", last]
     result = cli("leader", "ingest", "--state-dir", str(leader_dir), *map(str, files))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
@@ -136,8 +138,9 @@ def test_a_batch_carries_on_past_bad_files_and_reports_each(leader_dir: Path) ->
     )
     assert "/dev/zero: refused: unreadable: envelope file /dev/zero is a device" in result.stderr
     assert f"{garbage}: refused:" in result.stderr
+    assert f"{digits}: refused: schema:" in result.stderr
     assert f"{leader_dir / 'missing'}: refused: unreadable:" in result.stderr
-    assert result.stderr.splitlines()[-1] == "cooee-agent: error: 5 of 7 envelope(s) refused"
+    assert result.stderr.splitlines()[-1] == "cooee-agent: error: 6 of 8 envelope(s) refused"
 
 
 def test_assignments_naming_a_file_is_refused_before_anything_is_committed(
