@@ -24,6 +24,7 @@ from cooee_agent.config import (
     parse_config,
 )
 from cooee_agent.errors import CooeeError
+from cooee_agent.files import make_directory
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class DevCluster:
         self.root = root
         self._stop = threading.Event()
         leader_dir = root / "leader"
-        leader_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_directory(leader_dir)
         try:
             load_leader_keys(leader_dir)
         except Exception:

@@ -42,16 +42,19 @@ from cooee_agent.agent.reach import ReachWatch
 from cooee_agent.agent.reload import reload_config
 from cooee_agent.agent.state import SEQUENCE_FILE, STATUS_FILE, write_json
 from cooee_agent.agent.state import Sequence as SeqCounter
+from cooee_agent.agent.step_failures import StepFailures
 from cooee_agent.agent.submitting import Ledger, requeue_missing, take_answer
 from cooee_agent.agent.systemd import Notifier
 from cooee_agent.agent.usage import UsageProbe
 from cooee_agent.agent.watchdog import Progress, WatchdogPinger
 from cooee_agent.agent.watcher_set import Watcher, Watchers
 from cooee_agent.bus.outbox import FIRST_RESEND_S, Outbox
+from cooee_agent.bus.outbox_recovery import open_outbox
 from cooee_agent.bus.transport import Subscription, Transport
 from cooee_agent.config import Config
 from cooee_agent.discovery.model import Inventory
 from cooee_agent.errors import ConfigError, CooeeError
+from cooee_agent.files import make_directory
 from cooee_agent.protocol.kinds import topic_of
 
 log = logging.getLogger(__name__)
@@ -97,6 +100,7 @@ class AgentDaemon:
         self._notifier = notifier or Notifier()
         self._pinger_factory = pinger
         self._config_loader = config_loader
+        self._step_failures = StepFailures(log, clock)
         self._clock = clock
         self._wall = wall
         self._rng = rng
@@ -202,10 +206,10 @@ class AgentDaemon:
         from cooee_agent.protocol import load_or_create_agent_keys
 
         self.bundles = self.bundles or leader_bundles(self.config)
-        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_directory(self.state_dir)
         self.keys = load_or_create_agent_keys(self.state_dir)
         log.info("agent id %s, state in %s", self.keys.agent_id, self.state_dir)
-        self.outbox = Outbox.open_in(
+        self.outbox = open_outbox(
             self.state_dir, base_delay=self._resend_base, clock=self._wall, rng=self._rng
         )
         self.sequence = SeqCounter(self.state_dir / SEQUENCE_FILE)
@@ -275,8 +279,10 @@ class AgentDaemon:
         ):
             try:
                 step()
-            except Exception:
-                log.exception("main loop step %s failed; carrying on", step.__name__)
+            except Exception as error:
+                self._step_failures.failed(step.__name__, error)
+            else:
+                self._step_failures.succeeded(step.__name__)
         self.progress.beat()
 
     def _check_mesh(self) -> bool:

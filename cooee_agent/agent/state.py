@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cooee_agent.atomic import replace_file
+from cooee_agent.files import make_directory
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ def write_json(path: Path, value: Any, *, durable: bool = True) -> None:
 
 
 def write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_directory(path.parent)
     replace_file(path, data, mode=0o600, durable=durable)
 
 

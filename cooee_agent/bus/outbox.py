@@ -29,6 +29,7 @@ from pathlib import Path
 
 from cooee_agent.bus.limits import backoff_delay
 from cooee_agent.errors import CooeeError, TransportError
+from cooee_agent.files import make_directory
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +88,14 @@ class Outbox:
         self._clock = clock
         self._rng = rng
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # key -> next_at for sends whose new schedule may not have reached the file.
+        self._held: dict[str, float] = {}
+        make_directory(self.path.parent)
         # Created 0600 before SQLite opens it; the -wal and -shm files inherit its mode.
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        try:
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError as error:
+            raise TransportError(f"cannot open outbox {self.path}: {error.strerror}") from None
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -113,6 +119,7 @@ class Outbox:
         """Store (or replace) an item, due now; on disk when this returns."""
         now = self._clock()
         with self._lock:
+            self._held.pop(key, None)
             self._db.execute(
                 "INSERT OR REPLACE INTO outbox (key, topic, data, created_at, attempts, next_at,"
                 " last_sent_at) VALUES (?, ?, ?, ?, 0, ?, NULL)",
@@ -143,7 +150,9 @@ class Outbox:
                 f"SELECT {_COLUMNS} FROM outbox WHERE next_at <= ? ORDER BY next_at LIMIT ?",
                 (now, limit),
             ).fetchall()
-        return [OutboxItem(*row) for row in rows]
+            held = {key: at for key, at in self._held.items() if at > now}
+            self._held = held
+        return [OutboxItem(*row) for row in rows if row[0] not in held]
 
     def next_due_in(self, now: float | None = None) -> float | None:
         """Seconds until the earliest item is due (0 if one is due), None when empty."""
@@ -167,15 +176,24 @@ class Outbox:
                 jitter=self._jitter,
                 rng=self._rng,
             )
-            self._db.execute(
-                "UPDATE outbox SET attempts = ?, next_at = ?, last_sent_at = ? WHERE key = ?",
-                (attempts + 1, next_at, now, key),
-            )
+            # Held in memory too: when the disk is full the UPDATE fails, and without this the
+            # item would stay due and be published again every turn of the loop.
+            self._held[key] = next_at
+            try:
+                self._db.execute(
+                    "UPDATE outbox SET attempts = ?, next_at = ?, last_sent_at = ? WHERE key = ?",
+                    (attempts + 1, next_at, now, key),
+                )
+            except sqlite3.Error as error:
+                raise TransportError(
+                    f"outbox {self.path}: cannot record the send of {key}: {error}"
+                ) from error
         return next_at
 
     def ack(self, key: str) -> bool:
         """The answer arrived: forget the item. False if there was none."""
         with self._lock:
+            self._held.pop(key, None)
             cursor = self._db.execute("DELETE FROM outbox WHERE key = ?", (key,))
         return cursor.rowcount > 0
 

@@ -9,12 +9,13 @@ both forms are read. Vector in docs/PROTOCOL.md, section 8.
 from __future__ import annotations
 
 import logging
-import stat
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cooee_agent.atomic import create_file
 from cooee_agent.errors import TransportError
+from cooee_agent.files import KEY_LIMIT, FileRefused, make_directory, read_private
 
 if TYPE_CHECKING:
     from libp2p.crypto.keys import KeyPair
@@ -30,27 +31,18 @@ def load_or_create_peer_key(state_dir: Path) -> KeyPair:
     from libp2p.crypto.keys import KeyPair
 
     path = Path(state_dir) / PEER_KEY_FILE
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         key_pair = create_new_key_pair()
         try:
             _write_private(path, encode_peer_key(key_pair.private_key.to_bytes()))
         except FileExistsError:
-            # Another process made it first (this node is that one), or a broken link is there.
-            raw = _read(path)
+            pass  # another process made it first (this node is that one): read theirs below
         else:
             logger.info("created a new peer key at %s", path)
             return key_pair
-    except OSError as error:
-        raise TransportError(f"cannot read peer key {path}: {error.strerror}") from error
-
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        # A readable key lets anyone impersonate this node on the mesh: tighten it, say so.
-        logger.warning("peer key %s had mode %o; setting 0600", path, mode)
-        path.chmod(0o600)
-    private_key = _decode_peer_key(raw, path)
+    # Never chmod through the name: a link could point at /etc/passwd, a file could be
+    # another's. Only a regular file of this user's own is tightened, through its descriptor.
+    private_key = _decode_peer_key(_read(path), path)
     return KeyPair(private_key, private_key.get_public_key())
 
 
@@ -83,12 +75,12 @@ def _decode_peer_key(raw: bytes, path: Path) -> Any:
 
 def _read(path: Path) -> bytes:
     try:
-        return path.read_bytes()
-    except OSError as error:
-        raise TransportError(f"cannot read peer key {path}: {error.strerror}") from error
+        return read_private(path, KEY_LIMIT, what="peer key", tighten=True)
+    except FileRefused as error:
+        raise TransportError(str(error)) from None
 
 
 def _write_private(path: Path, data: bytes) -> None:
     """Create the key 0600, whole or not at all; FileExistsError when one is already there."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_directory(path.parent)
     create_file(path, data)

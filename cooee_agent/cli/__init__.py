@@ -12,7 +12,7 @@ import importlib
 import sys
 from typing import TYPE_CHECKING
 
-from cooee_agent.cli.state import STATE, configure_logging
+from cooee_agent.cli.state import STATE, configure_logging, one_line
 from cooee_agent.cli.verbs import VERBS
 from cooee_agent.errors import CooeeError
 
@@ -31,14 +31,23 @@ def main(argv: list[str] | None = None) -> None:
 
             app(args, prog_name=PROG)  # standalone: usage errors exit 2 inside, ours come out here
     except CooeeError as error:
-        if STATE.debug:
-            import traceback
-
-            traceback.print_exc()
-        sys.stderr.write(f"{PROG}: error: {error}\n")
-        sys.exit(error.exit_code)
+        _report(str(error), error.exit_code)
+    except OSError as error:
+        # A file fault no verb foresaw (disk full, a directory where a file goes, permission):
+        # still one line, naming the file, exit 1.
+        where = f"{error.filename}: " if error.filename else ""
+        _report(f"{where}{error.strerror or error}", 1)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _report(message: str, code: int) -> None:
+    if STATE.debug:
+        import traceback
+
+        traceback.print_exc()
+    sys.stderr.write(f"{PROG}: error: {one_line(message)}\n")
+    sys.exit(code)
 
 
 def _run_plain(args: list[str]) -> bool:

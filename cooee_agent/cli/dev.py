@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +43,9 @@ def dev(
     from cooee_agent.dev import DevCluster
 
     setup_logging("debug" if STATE.debug else "warning")
+    # SIGTERM stops dev as Ctrl-C does: through the finally below, which removes the temporary
+    # directory holding the Leader's and the agent's keys (killed by the signal, it stayed).
+    signal.signal(signal.SIGTERM, _interrupt)
     root = state_dir.absolute() if state_dir else Path(tempfile.mkdtemp(prefix="cooee-dev-"))
     say = _Printer(as_json)
     cluster = DevCluster(root, interval=interval)
@@ -61,6 +65,10 @@ def dev(
             shutil.rmtree(root, ignore_errors=True)
     if code:
         raise typer.Exit(code)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _watch(cluster: Any, say: _Printer, *, heartbeats: int, timeout: float) -> int:

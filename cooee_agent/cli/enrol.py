@@ -211,19 +211,21 @@ def _envelope(
         raise InputError("--leader-key is required with --non-interactive")
     from cooee_agent.agent.enrolment_record import build_enrolment
     from cooee_agent.config.answers import read_bundle_text, read_join_token_file
+    from cooee_agent.config.write import ensure_agent_keys
     from cooee_agent.discovery.inventory import agent_tuples, discover
-    from cooee_agent.protocol import (
-        load_or_create_agent_keys,
-        parse_bundle,
-        seal_enrolment,
-    )
+    from cooee_agent.protocol import parse_bundle, seal_enrolment
+    from cooee_agent.protocol.keys import load_agent_keys
 
     if join_token is not None and join_token_file is not None:
         raise InputError("give --join-token or --join-token-file, not both")
+    if out is not None:
+        _check_out(out)
     if join_token_file is not None:
         join_token = read_join_token_file(join_token_file)
     bundle = parse_bundle(read_bundle_text(leader_key))
-    keys = load_or_create_agent_keys(state_dir)
+    # As root into the service's state directory, new keys go to its owner, as with the wizard.
+    ensure_agent_keys(state_dir)
+    keys = load_agent_keys(state_dir)
     inventory = discover(ollama_host=ollama_host)
     record = build_enrolment(inventory, agent_tuples(inventory), keys, join_token=join_token)
     envelope = seal_enrolment(record, keys, bundle)
@@ -233,6 +235,16 @@ def _envelope(
         err=True,
     )
     if out is not None:
-        out.write_bytes(envelope + b"\n")
+        from cooee_agent.atomic import replace_file
+
+        replace_file(out, envelope + b"\n", mode=0o644)
     if dry_run:
         sys.stdout.write(envelope.decode("utf-8") + "\n")
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an --out that can never be written before anything is discovered or created."""
+    if out.is_dir():
+        raise InputError(f"--out {out} is a directory; name a file to write the envelope to")
+    if not out.parent.is_dir():
+        raise InputError(f"--out {out}: the directory {out.parent} does not exist")

@@ -18,18 +18,30 @@ def intervene(
     """Queue an intervention call; the running agent publishes it on cooee/intervention/v1."""
     from cooee_agent.agent import intervention
     from cooee_agent.agent.state import ASSIGNMENT_FILE, read_json
-    from cooee_agent.bus.outbox import Outbox
+    from cooee_agent.bus.outbox import OUTBOX_FILE, Outbox
     from cooee_agent.cli.status import read_status
+    from cooee_agent.config.write import ensure_agent_keys
     from cooee_agent.errors import InputError
-    from cooee_agent.protocol import load_or_create_agent_keys
+    from cooee_agent.files import give_to_directory_owner, require_directory, shown
+    from cooee_agent.protocol.keys import load_agent_keys
     from cooee_agent.protocol.records import SEVERITIES
 
     if severity not in SEVERITIES:
         raise InputError(f"--severity must be one of {', '.join(SEVERITIES)}")
     if not reason.strip():
         raise InputError("--reason must not be empty")
+    if not " ".join(reason.split()).isprintable():
+        raise InputError(f"--reason holds a control character: {shown(reason)}")
     directory = resolve_state_dir(config, state_dir)
-    keys = load_or_create_agent_keys(directory)
+    # A mistyped --state-dir must not quietly become a second agent with keys of its own.
+    require_directory(
+        directory,
+        missing_ok=False,
+        hint=" (is it the agent's? 'cooee-agent enrol' or 'run' creates it)",
+    )
+    # As root into the service's state directory, what is made here goes to its owner.
+    ensure_agent_keys(directory)
+    keys = load_agent_keys(directory)
     stored = read_json(directory / ASSIGNMENT_FILE)
     assignment = stored.get("assignment") if isinstance(stored, dict) else None
     if isinstance(assignment, dict):
@@ -47,6 +59,7 @@ def intervene(
     )
     with Outbox.open_in(directory) as outbox:
         intervention.queue_intervention(outbox, keys, record)
+    give_to_directory_owner(directory, [OUTBOX_FILE + suffix for suffix in ("", "-wal", "-shm")])
     running = read_status(directory)["agent"] == "running"
     typer.echo(f"queued intervention call {record['nonce']} ({severity}): {record['detail']}")
     if running:

@@ -32,6 +32,8 @@ STATE_DIR = typer.Option(
 
 # The Leader's journal identifier: `journalctl -t cooee-leader` shows it apart from an agent.
 LEADER_IDENTIFIER = "cooee-leader"
+# SQLite's largest integer: a larger id names no call, and SQLite cannot even be asked.
+MAX_CALL_ID = 2**63 - 1
 
 
 class IngestRefused(CooeeError):
@@ -44,8 +46,10 @@ def keygen(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
     """Create the Leader identity (mode 0600) and print its key bundle and fingerprint."""
+    from cooee_agent.files import require_directory
     from cooee_agent.protocol.keys import generate_leader_keys
 
+    require_directory(state_dir)
     bundle = generate_leader_keys(state_dir).bundle
     _print_bundle(bundle.text, bundle.fingerprint, as_json)
 
@@ -89,19 +93,19 @@ def ingest(
     if not STATE.debug:
         # Each refusal is printed below with its file name; the library's log line would repeat it.
         logging.getLogger("cooee_agent.leader.registrar").setLevel(logging.ERROR)
+    from cooee_agent.cli.ingest_files import assignment_writer, ingest_one, read_envelope
+
+    # Checked before any enrolment is committed: a bad --assignments must not leave hosts
+    # registered whose assignment was never written (a re-ingest says "replayed").
+    write_assignment = assignment_writer(assignments)
     results: list[dict[str, object]] = []
     refused = 0
     with Registrar(state_dir, window=Window(max_age_s=max_age)) as leader:
         for path in files:
-            try:
-                data = path.read_bytes()
-            except OSError as error:
-                result = IngestResult(False, "unreadable", f"{path}: {error.strerror}")
-            else:
-                result = leader.ingest(data)
-            if result.accepted and assignments is not None and result.assignment_envelope:
-                assignments.mkdir(parents=True, exist_ok=True)
-                (assignments / f"{path.name}.assignment").write_bytes(result.assignment_envelope)
+            data = read_envelope(path)
+            result = data if isinstance(data, IngestResult) else ingest_one(leader, data)
+            if result.accepted and result.assignment_envelope:
+                write_assignment(path, result.assignment_envelope)
             refused += not result.accepted
             results.append({"file": str(path), **result.to_dict()})
             if not as_json:
@@ -138,14 +142,17 @@ def list_hosts(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array of hosts."),
 ) -> None:
     """List the registered hosts with their status, slots and agents."""
+    from cooee_agent.leader.database_faults import database_faults
     from cooee_agent.leader.readonly import ReadOnlyState
+    from cooee_agent.leader.registry import REGISTRY_FILE
 
-    _registry(state_dir).close()  # the same "no registry" error as the other verbs
-    with ReadOnlyState(state_dir) as readonly:
-        if as_json:  # the JSON of GET /v1/hosts, from the same function
-            emit_json(readonly.hosts_json())
-            return
-        hosts = readonly.host_views()
+    with database_faults(state_dir / REGISTRY_FILE):
+        _registry(state_dir).close()  # the same "no registry" error as the other verbs
+        with ReadOnlyState(state_dir) as readonly:
+            if as_json:  # the JSON of GET /v1/hosts, from the same function
+                emit_json(readonly.hosts_json())
+                return
+            hosts = readonly.host_views()
     for host in hosts:
         status = "active, key change pending" if host.key_change_pending else host.status
         host_id = "-" if host.host_id is None else str(host.host_id)
@@ -316,10 +323,12 @@ def calls(
     """List the open calls for intervention (``calls close ID`` closes one)."""
     if ctx.invoked_subcommand is not None:
         return
+    from cooee_agent.leader.calls import CALLS_FILE
+    from cooee_agent.leader.database_faults import database_faults
     from cooee_agent.leader.readonly import ReadOnlyState
 
     # No file yet: no call was ever made. The JSON is GET /v1/calls's, from the same function.
-    with ReadOnlyState(state_dir) as readonly:
+    with database_faults(state_dir / CALLS_FILE), ReadOnlyState(state_dir) as readonly:
         if as_json:
             emit_json(readonly.calls_json(include_closed=show_all))
             return
@@ -338,7 +347,9 @@ def calls(
 
 @calls_app.command("close")
 def close_call(
-    call_id: int = typer.Argument(..., help="The call's id (from 'leader calls')."),
+    call_id: int = typer.Argument(
+        ..., min=1, max=MAX_CALL_ID, help="The call's id (from 'leader calls')."
+    ),
     state_dir: Path = STATE_DIR,
     note: str | None = typer.Option(None, "--note", help="What was done, kept with the call."),
 ) -> None:

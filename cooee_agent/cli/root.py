@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 import typer.core
 import typer.main
 
 from cooee_agent import __version__
-from cooee_agent.cli.state import STATE, configure_logging
+from cooee_agent.cli.state import STATE, configure_logging, one_line
 from cooee_agent.cli.verbs import VERBS, Verb
 
 if TYPE_CHECKING:
     from typer._click import Command, Context, HelpFormatter
+    from typer._click.exceptions import UsageError
+
+PROG = "cooee-agent"
 
 # Plain click help and errors: rich's help panels would import every verb to list them, and
 # importing rich costs more start-up than the help it formats.
@@ -38,6 +41,45 @@ class VerbGroup(typer.core.TyperGroup):
     def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
         with formatter.section("Commands"):
             formatter.write_dl([(name, verb.help) for name, verb in VERBS.items()])
+
+    def main(  # type: ignore[override]
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        *,
+        standalone_mode: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        """As click's, but a usage error is one line on stderr (exit 2), as every error is."""
+        if not standalone_mode:
+            return super().main(args, prog_name, standalone_mode=False, **kwargs)
+        import sys
+
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+        from typer.exceptions import Abort
+
+        try:
+            code = super().main(args, prog_name, standalone_mode=False, **kwargs)
+        except NoArgsIsHelpError as error:  # a bare group: its help is the answer
+            error.show()
+            sys.exit(error.exit_code)
+        except UsageError as error:
+            sys.stderr.write(usage_line(error) + "\n")
+            sys.exit(error.exit_code)
+        except ClickException as error:
+            sys.stderr.write(f"{PROG}: error: {one_line(error.format_message())}\n")
+            sys.exit(error.exit_code)
+        except Abort:
+            sys.stderr.write(f"{PROG}: aborted\n")
+            sys.exit(1)
+        # Without standalone mode click returns what ``typer.Exit`` carried, else the result.
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def usage_line(error: UsageError) -> str:
+    """``cooee-agent leader list: error: No such option: --bogus (see --help)``."""
+    where = error.ctx.command_path if error.ctx is not None else PROG
+    return f"{where}: error: {one_line(error.format_message())} (see '{where} --help')"
 
 
 def load_command(name: str, verb: Verb) -> Command:

@@ -11,6 +11,7 @@ import typer
 
 from cooee_agent.cli.output import emit_json
 from cooee_agent.cli.run import CONFIG, STATE_DIR, resolve_state_dir
+from cooee_agent.cli.status_fields import checked
 
 # The daemon rewrites status.json every loop turn (about a second); a discovery can hold a turn
 # for a few seconds. Older than this, the file no longer describes a live agent.
@@ -22,7 +23,7 @@ def process_alive(pid: object) -> bool:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         return True  # it exists, under another user (cooee-agent)
@@ -39,6 +40,12 @@ def read_status(state_dir: Path, now: float | None = None) -> dict[str, Any]:
     if not isinstance(status, dict):
         status = {"agent": "absent"}
     else:
+        status, dropped = checked(status)
+        if dropped:
+            status["status_error"] = (
+                f"{state_dir / STATUS_FILE}: ignored field(s) of the wrong type: "
+                + ", ".join(dropped)
+            )
         age = now - float(status.get("updated_at") or 0)
         status["age_s"] = round(age, 1)
         if not status.get("running") or not process_alive(status.get("pid")):
@@ -108,4 +115,9 @@ def render(value: dict[str, Any]) -> list[str]:
     )
     if "outbox_depth" in value:
         lines.append(f"outbox depth: {value['outbox_depth']}")
+    # Shown without --json too: a broken outbox or status file is what the operator must fix.
+    if value.get("outbox_error"):
+        lines.append(f"outbox: cannot read it: {value['outbox_error']}")
+    if value.get("status_error"):
+        lines.append(f"status file: {value['status_error']}")
     return lines

@@ -14,6 +14,7 @@ from typing import TypeVar
 from cooee_agent.config import checks
 from cooee_agent.config.model import DEFAULT_INTERVAL
 from cooee_agent.errors import InputError
+from cooee_agent.files import TEXT_LIMIT, FileRefused, read_bounded
 
 T = TypeVar("T")
 
@@ -45,8 +46,11 @@ def read_bundle_text(value: str) -> str:
     if not value.startswith("@"):
         return value.strip()
     try:
-        return Path(value[1:]).read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError) as error:
+        data = read_bounded(Path(value[1:]), TEXT_LIMIT, what="bundle file")
+        return data.decode("ascii").strip()
+    except FileRefused as error:
+        raise InputError(f"cannot read the Leader key bundle: {error}") from None
+    except UnicodeDecodeError as error:
         raise InputError(f"cannot read the Leader key bundle from {value[1:]}: {error}") from None
 
 
@@ -99,8 +103,10 @@ def check_join_token(value: str) -> str | None:
 
 def read_join_token_file(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
+        text = read_bounded(path, TEXT_LIMIT, what="join token file").decode("utf-8")
+    except FileRefused as error:
+        raise InputError(f"cannot read the join token: {error}") from None
+    except UnicodeDecodeError as error:
         raise InputError(f"cannot read the join token from {path}: {error}") from None
     token = check_join_token(text)
     if token is None:

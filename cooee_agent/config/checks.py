@@ -142,7 +142,10 @@ def _ollama_host(value: str) -> str:
     # Accept Ollama's own OLLAMA_HOST form ("127.0.0.1:11434") as well as a URL.
     if "://" not in address:
         address = "http://" + address
-    parts = urlsplit(address)
+    try:
+        parts = urlsplit(address)
+    except ValueError as error:  # "Invalid IPv6 URL" for an unclosed bracket
+        raise InvalidValue(f"is not a URL ({error}): {value!r}") from None
     try:
         port = parts.port
     except ValueError:

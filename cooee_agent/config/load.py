@@ -33,6 +33,7 @@ from cooee_agent.config.ollama_host import OLLAMA_HOST_ENV, parse_ollama_host
 from cooee_agent.config.paths import CONFIG_ENV, STATE_DIR_ENV, config_path, state_dir
 from cooee_agent.config.refusals import Steps, explain, split
 from cooee_agent.errors import ConfigError
+from cooee_agent.files import CONFIG_LIMIT, FileMissing, FileRefused, read_bounded
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +56,15 @@ def load_config(
     chosen = config_path(path, env)
     asked = path is not None or bool(env.get(CONFIG_ENV))
     try:
-        text = chosen.read_text(encoding="utf-8")
-    except FileNotFoundError:
+        text = read_bounded(chosen, CONFIG_LIMIT, what="configuration file").decode("utf-8")
+    except FileMissing:
         if asked:
             raise ConfigError(f"{chosen}: configuration file not found") from None
         log.debug("no configuration at %s; using defaults", chosen)
         text, source = "", None
-    except (OSError, UnicodeDecodeError) as error:
+    except FileRefused as error:
+        raise ConfigError(f"cannot read configuration: {error}") from None
+    except UnicodeDecodeError as error:
         raise ConfigError(f"{chosen}: cannot read configuration: {error}") from None
     else:
         source = chosen
@@ -82,6 +85,9 @@ def parse_config(
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{where}: invalid TOML: {error}") from None
+    except RecursionError:
+        # tomllib recurses once per nested array or table: 100,000 '[' exhaust the stack.
+        raise ConfigError(f"{where}: invalid TOML: nested too deeply") from None
 
     def fail(section: str, key: str, message: str) -> ConfigError:
         line = _line_of(text, section, key or None)

@@ -20,6 +20,7 @@ from cooee_agent.config.answers import Answers
 from cooee_agent.config.load import parse_config
 from cooee_agent.config.paths import DEFAULT_STATE_DIR
 from cooee_agent.errors import ConfigError, CooeeError
+from cooee_agent.files import CONFIG_LIMIT, FileMissing, FileRefused, make_directory, read_bounded
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +92,17 @@ def sets_nothing(text: str) -> bool:
     """True for a file that sets no value: the commented template packaging installs."""
     try:
         raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return False
     return all(isinstance(value, dict) and not value for value in raw.values())
 
 
 def existing_text(path: Path) -> str | None:
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+        return read_bounded(path, CONFIG_LIMIT, what="configuration file").decode("utf-8")
+    except FileMissing:
         return None
-    except (OSError, UnicodeDecodeError) as error:
+    except (FileRefused, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read the existing configuration: {error}") from None
 
 
@@ -160,7 +161,7 @@ def write_config(path: Path, text: str, *, force: bool, group: str = AGENT_GROUP
     """
     replaced = check_writable(path, force=force)
     gid, note = _group_for(path, group)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    make_directory(path.parent, 0o755)
     data = text.encode("utf-8")
     try:
         if replaced:

@@ -2,42 +2,78 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from cooee_agent.files import FileRefused, make_directory
+from cooee_agent.leader.database_faults import DatabaseFault, database_faults, describe, file_of
+
 
 def open_database(path: Path, schema: str, *, busy_timeout_s: float) -> sqlite3.Connection:
-    """Open (creating) ``path`` in WAL mode and apply ``schema`` (idempotent statements)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE. A connection is
-    # not shared between threads at once, but may be handed to the thread that serves.
-    db = sqlite3.connect(
-        path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-    )
-    db.row_factory = sqlite3.Row
-    db.execute("PRAGMA journal_mode=WAL")
-    # In WAL mode NORMAL is durable against a crash of this process (not of the machine).
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("PRAGMA foreign_keys=ON")
-    with transaction(db):
-        for statement in schema.split(";"):
-            if statement.strip():
-                db.execute(statement)
+    """Open (creating) ``path`` in WAL mode and apply ``schema`` (idempotent statements).
+
+    Any fault (corrupt, a directory, read-only, locked, disk full) is a DatabaseFault naming
+    ``path`` and the repair.
+    """
+    try:
+        make_directory(path.parent)
+    except FileRefused as error:
+        raise DatabaseFault(f"cannot create the directory of {path}: {error}") from None
+    with database_faults(path):
+        # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE. A connection
+        # is not shared between threads at once, but may be handed to the thread that serves.
+        db = sqlite3.connect(
+            path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            # In WAL mode NORMAL is durable against a crash of this process (not of the machine).
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            with transaction(db):
+                for statement in schema.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+        except BaseException:
+            db.close()
+            raise
     return db
 
 
 @contextmanager
 def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """BEGIN IMMEDIATE: writers queue up front, so concurrent ingests never deadlock midway."""
-    db.execute("BEGIN IMMEDIATE")
+    with _faults_of(db):
+        db.execute("BEGIN IMMEDIATE")
     try:
         yield db
+    except sqlite3.Error as error:
+        _rollback(db)
+        # A write that failed in the file (disk full, read-only, corrupt page) names the file.
+        raise DatabaseFault(describe(file_of(db), error)) from error
     except BaseException:
-        db.execute("ROLLBACK")
+        _rollback(db)
         raise
-    db.execute("COMMIT")
+    with _faults_of(db):
+        db.execute("COMMIT")
+
+
+@contextmanager
+def _faults_of(db: sqlite3.Connection) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as error:
+        raise DatabaseFault(describe(file_of(db), error)) from error
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    # SQLite may already have rolled back (a full disk does); the error being raised is the news.
+    with contextlib.suppress(sqlite3.Error):
+        db.execute("ROLLBACK")
 
 
 def add_missing_columns(db: sqlite3.Connection, columns: Iterable[tuple[str, str, str]]) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import json
 import logging
 import threading
 import time
@@ -22,10 +21,11 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from cooee_agent.bus.transport import MAX_MESSAGE_BYTES, Message, Subscription, Transport
+from cooee_agent.bus.transport import Message, Subscription, Transport
 from cooee_agent.errors import TransportError
 from cooee_agent.leader.calls import CallBook
 from cooee_agent.leader.handled import Handled, Handler
+from cooee_agent.leader.precheck import precheck
 from cooee_agent.leader.registrar import IngestResult, Registrar
 from cooee_agent.leader.submission_book import SubmissionBook
 from cooee_agent.leader.tally import HandledTally
@@ -38,22 +38,9 @@ Clock = Callable[[], datetime]
 
 def envelope_validator(topic: str, data: bytes, from_peer: str) -> bool:
     """Mesh validator: drop what is not even shaped like an envelope of this topic, cheaply
-    (no signature or decryption; the handlers verify). A dropped message is not relayed."""
-    kinds = TOPIC_KINDS.get(topic)
-    if kinds is None or len(data) > MAX_MESSAGE_BYTES or not data.startswith(b"{"):
-        return False
-    try:
-        value = json.loads(data)
-    except (ValueError, RecursionError):
-        return False
-    return (
-        isinstance(value, dict)
-        and value.get("v") == 1
-        and value.get("kind") in kinds
-        and isinstance(value.get("sig"), str)
-        and isinstance(value.get("sender"), str)
-        and "body" in value
-    )
+    (no signature or decryption; the handlers verify). A dropped message is not relayed.
+    ``precheck.PrecheckDrops`` is the same check, counting its drops."""
+    return precheck(topic, data) is None
 
 
 def _utcnow() -> datetime:

@@ -35,7 +35,8 @@ class LeaderNode:
         from cooee_agent.bus.mesh_config import MeshConfig
         from cooee_agent.bus.mesh_transport import start_mesh
         from cooee_agent.leader.calls import CALLS_FILE, CallBook
-        from cooee_agent.leader.dispatch import Dispatcher, envelope_validator
+        from cooee_agent.leader.dispatch import Dispatcher
+        from cooee_agent.leader.precheck import PrecheckDrops
         from cooee_agent.leader.registrar import Registrar
         from cooee_agent.leader.submission_book import SUBMISSIONS_FILE, SubmissionBook
         from cooee_agent.leader.submissions import DecisionCourier
@@ -49,6 +50,7 @@ class LeaderNode:
         self.courier: DecisionCourier | None = None
         self.mesh = None
         self.http = None  # the read-only HTTP server (leader.http_api), when ``http`` is given
+        self.drops = PrecheckDrops()
         try:
             config = MeshConfig(
                 state_dir=state_dir,
@@ -56,7 +58,7 @@ class LeaderNode:
                 bootstrap=tuple(bootstrap),
                 peer_exchange=peer_exchange,
             )
-            self.mesh = start_mesh(config, validator=envelope_validator)
+            self.mesh = start_mesh(config, validator=self.drops)
             self.dispatcher = Dispatcher(
                 self.registrar,
                 self.mesh,
@@ -95,6 +97,7 @@ class LeaderNode:
     def close(self) -> None:
         if self.http is not None:
             self.http.close()
+        self.drops.flush()  # what the last window dropped, said before the Leader goes
         dispatcher = getattr(self, "dispatcher", None)
         if dispatcher is not None:
             dispatcher.close()

@@ -202,11 +202,9 @@ class Registrar:
         if outcome.reason == "replayed":
             stored = self.registry.stored_assignment(record.nonce, record.agent_ed25519)
             if stored is not None:
-                log.info(
-                    "resent enrolment %s of %s: sending its assignment again",
-                    record.nonce,
-                    record.host.hostname,
-                )
+                # Whether it is sent again is the dispatcher's call (at most once per gap):
+                # said where it is decided, in _answer.
+                log.debug("resent enrolment %s of %s", record.nonce, record.host.hostname)
                 return IngestResult(
                     False,
                     outcome.reason,
@@ -250,11 +248,7 @@ class Registrar:
         stored = self.registry.stored_assignment(record.nonce, record.agent_ed25519)
         if stored is None:
             return None
-        log.info(
-            "stale resend of enrolment %s of %s: sending its assignment again",
-            record.nonce,
-            record.host.hostname,
-        )
+        log.debug("stale resend of enrolment %s of %s", record.nonce, record.host.hostname)
         return IngestResult(
             False,
             "stale",
@@ -292,7 +286,11 @@ def _answer(dispatcher: Dispatcher, message: Message, result: IngestResult) -> H
             # The agent resends its enrolment until it is answered; the next one retries.
             log.warning("could not publish the assignment of %s: %s", result.hostname, error)
             return Handled(message.topic, result.reason)
+        if result.resend:
+            log.info("resent enrolment of %s: sent its assignment again", result.hostname)
         return Handled(message.topic, result.reason, published=True)
+    if result.resend:
+        log.debug("resent enrolment of %s: its assignment was sent moments ago", result.hostname)
     if result.reason in OPERATOR_OUTCOMES and dispatcher.calls is not None:
         severity, reason = OPERATOR_OUTCOMES[result.reason]
         dispatcher.calls.record_leader_call(

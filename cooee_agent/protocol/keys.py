@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pyrage import x25519
 
 from cooee_agent.atomic import create_file
+from cooee_agent.files import KEY_LIMIT, FileRefused, make_directory, read_private
 from cooee_agent.identity.canonical import CROCKFORD, short_key
 from cooee_agent.protocol import b64
 from cooee_agent.protocol.errors import KeyFileError
@@ -146,19 +146,16 @@ class LeaderKeys:
 
 
 def check_private_file(path: Path) -> None:
-    """Refuse a private key file that group or others can read or write, saying how to fix it."""
+    """Refuse a private key file that is a link, another's, or that group or others can reach."""
+    read_private_key(path)
+
+
+def read_private_key(path: Path) -> bytes:
+    """A key file's bytes, refused (saying how to fix it) unless it is safe to trust."""
     try:
-        info = path.stat()
-    except FileNotFoundError as error:
-        raise KeyFileError(f"key file {path} does not exist") from error
-    except OSError as error:
-        raise KeyFileError(f"cannot read key file {path}: {error.strerror}") from error
-    mode = stat.S_IMODE(info.st_mode)
-    if mode & 0o077:
-        raise KeyFileError(
-            f"key file {path} is accessible by group or others (mode {mode:04o}); "
-            f"a private key must be private: run 'chmod 600 {path}'"
-        )
+        return read_private(path, KEY_LIMIT)
+    except FileRefused as error:
+        raise KeyFileError(str(error)) from None
 
 
 def _write_private(path: Path, data: bytes) -> bool:
@@ -166,7 +163,7 @@ def _write_private(path: Path, data: bytes) -> bool:
 
     Two processes generating at once agree on one key: the second finds the first's file.
     """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_directory(path.parent)
     try:
         create_file(path, data)
     except FileExistsError:
@@ -196,10 +193,10 @@ def _identity_text(identities: tuple[x25519.Identity, ...]) -> bytes:
 
 
 def load_signing_key(path: Path) -> Ed25519PrivateKey:
-    check_private_file(path)
+    data = read_private_key(path)
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (ValueError, TypeError, OSError) as error:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as error:
         raise KeyFileError(f"key file {path} is not a PEM Ed25519 private key: {error}") from error
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyFileError(f"key file {path} holds a {type(key).__name__}, not an Ed25519 key")
@@ -208,10 +205,10 @@ def load_signing_key(path: Path) -> Ed25519PrivateKey:
 
 def load_identities(path: Path) -> tuple[x25519.Identity, ...]:
     """Read an age identity file: ``AGE-SECRET-KEY-1…`` lines; ``#`` comments and blanks skipped."""
-    check_private_file(path)
+    data = read_private_key(path)
     try:
-        text = path.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError) as error:
+        text = data.decode("ascii")
+    except UnicodeDecodeError as error:
         raise KeyFileError(f"cannot read age identity file {path}: {error}") from error
     identities = []
     for number, line in enumerate(text.splitlines(), start=1):

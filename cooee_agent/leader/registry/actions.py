@@ -46,7 +46,7 @@ def approve(
         if seal is not None:
             envelope = seal(record, host_id, tokens)
             store_assignment(db, record, envelope, now_text(now))
-        log.warning("operator approved %s/%s", host["hostname"], host["mac"])
+        log.info("operator approved %s/%s", host["hostname"], host["mac"])
         return view(db, host["row"])
 
 
@@ -59,5 +59,5 @@ def revoke(db: sqlite3.Connection, selector: str) -> HostView:
             " pending_record = NULL WHERE row = ?",
             (host["row"],),
         )
-        log.warning("operator revoked %s/%s", host["hostname"], host["mac"])
+        log.info("operator revoked %s/%s", host["hostname"], host["mac"])
         return view(db, host["row"])

@@ -6,6 +6,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from cooee_agent.files import shown
 from cooee_agent.identity.canonical import normalise_mac
 from cooee_agent.leader.errors import RegistryError
 from cooee_agent.protocol.schema import loads
@@ -150,8 +151,11 @@ def view(db: sqlite3.Connection, row: int) -> HostView:
 def find(db: sqlite3.Connection, selector: str) -> sqlite3.Row:
     """A host by host_id, ``hostname``, ``hostname/mac`` or mac; exactly one must match."""
     text = selector.strip().lower()
-    if text.isdigit():
-        rows = db.execute("SELECT * FROM hosts WHERE host_id = ?", (int(text),)).fetchall()
+    # ASCII digits only ('²'.isdigit() is true, int('²') raises); a number past any host_id
+    # matches none rather than overflowing SQLite's integer.
+    if text.isascii() and text.isdigit():
+        number = int(text) if len(text) <= 18 else -1
+        rows = db.execute("SELECT * FROM hosts WHERE host_id = ?", (number,)).fetchall()
     elif "/" in text:
         hostname, _, mac = text.partition("/")
         rows = db.execute(
@@ -164,10 +168,10 @@ def find(db: sqlite3.Connection, selector: str) -> sqlite3.Row:
             (text.rstrip("."), _mac_or_raw(text)),
         ).fetchall()
     if not rows:
-        raise RegistryError(f"no host matches {selector!r}")
+        raise RegistryError(f"no host matches {shown(selector)}")
     if len(rows) > 1:
         names = ", ".join(f"{r['hostname']}/{r['mac']}" for r in rows)
-        raise RegistryError(f"{selector!r} matches several hosts ({names}); name hostname/mac")
+        raise RegistryError(f"{shown(selector)} matches several hosts ({names}); name hostname/mac")
     return rows[0]
 
 
