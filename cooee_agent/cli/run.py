@@ -48,7 +48,12 @@ def run(config: Path | None = CONFIG, state_dir: Path | None = STATE_DIR) -> Non
     settings = load(config, state_dir)
     secrets = [settings.join_token] if settings.join_token else []
     setup_logging("debug" if STATE.debug else settings.log_level, secrets=secrets)
-    daemon = production_daemon(settings, lambda: load(config, state_dir))
-    code = daemon.run()
+    from cooee_agent.state_lock import hold_state_dir
+
+    # Held before anything touches the state: a second agent on this directory (a cloned VM)
+    # would share this identity and cut the first off at the Leader.
+    with hold_state_dir(Path(settings.state_dir), "cooee-agent run"):
+        daemon = production_daemon(settings, lambda: load(config, state_dir))
+        code = daemon.run()
     if code:
         raise typer.Exit(code)

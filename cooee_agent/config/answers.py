@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from cooee_agent.config import checks
 from cooee_agent.config.model import DEFAULT_INTERVAL
+from cooee_agent.config.private import refuse_if_readable_by_others
 from cooee_agent.errors import InputError
 
 T = TypeVar("T")
@@ -102,6 +103,7 @@ def read_join_token_file(path: Path) -> str:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"cannot read the join token from {path}: {error}") from None
+    refuse_if_readable_by_others(path, "a join token")
     token = check_join_token(text)
     if token is None:
         raise InputError(f"the join token file {path} is empty")
