@@ -143,7 +143,8 @@ class Registrar:
         self.limits = limits
         self.registry = Registry(state_dir / REGISTRY_FILE)
         self.limited: Counter[str] = Counter()  # refusals by a limit not yet reported
-        self._limited_since: float | None = None
+        # The first refusal is reported at once, later ones once LIMIT_REPORT_S has passed.
+        self._limit_reported_at: float | None = None
 
     def close(self) -> None:
         self.registry.close()
@@ -166,23 +167,21 @@ class Registrar:
     def limit_report(self, moment: datetime) -> str | None:
         """What the first-contact limits refused since the last report, at most once per
         LIMIT_REPORT_S; None when nothing is due."""
-        if not self.limited or self._limited_since is None:
+        if not self.limited:
             return None
-        if moment.timestamp() - self._limited_since < LIMIT_REPORT_S:
+        last = self._limit_reported_at
+        if last is not None and moment.timestamp() - last < LIMIT_REPORT_S:
             return None
         counts = ", ".join(f"{count} {reason}" for reason, count in sorted(self.limited.items()))
         self.limited.clear()
-        self._limited_since = None
+        self._limit_reported_at = moment.timestamp()
         return (
             f"first contact refused ({counts}) in the last {LIMIT_REPORT_S:.0f} s: at most "
             f"{self.limits.admissions_per_minute} new hosts a minute, "
             f"{self.limits.max_pending} held for approval"
         )
 
-    def _count_limited(self, outcome: Outcome, moment: datetime) -> None:
-        if self._limited_since is None:
-            # The first refusal of a window is reported at once; the rest at its end.
-            self._limited_since = moment.timestamp() - LIMIT_REPORT_S
+    def _count_limited(self, outcome: Outcome) -> None:
         self.limited[outcome.reason] += 1
 
     def _sealer(self, moment: datetime):  # type: ignore[no-untyped-def]
@@ -238,7 +237,7 @@ class Registrar:
         )
         for (index, record), outcome in zip(opened, outcomes, strict=True):
             if outcome.reason in LIMIT_OUTCOMES:
-                self._count_limited(outcome, moment)
+                self._count_limited(outcome)
             results[index] = self._result(record, outcome)
         return [result for result in results if result is not None]
 

@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+import msgspec
+
 from cooee_agent.identity import token as codec
 from cooee_agent.leader.database import transaction
 from cooee_agent.leader.errors import HostIdExhausted
@@ -148,7 +150,8 @@ def _enrol_host(
         (record.host.hostname, record.host.mac),
     ).fetchone()
     name = f"{record.host.hostname} ({record.host.mac})"
-    document = canonical(record).decode("utf-8")
+    # Kept without its join token: a secret must not sit in clear in the registry.
+    document = canonical(msgspec.structs.replace(record, join_token=None)).decode("utf-8")
     if host is not None and host["status"] == "revoked":
         return Outcome("revoked", f"host {name} was revoked by an operator")
     if host is None or host["status"] == "pending":
