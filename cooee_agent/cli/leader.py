@@ -301,6 +301,7 @@ def serve(
             offline_after=offline_after,
             max_age_s=max_age,
             peer_exchange=peer_exchange,
+            limits=_limits(max_pending, admissions_per_minute),
         ) as node,
     ):
         for addr in node.addrs:
