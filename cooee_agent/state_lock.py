@@ -9,6 +9,7 @@ dies, however it dies, so a stale lock file never blocks a restart.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from collections.abc import Iterator
@@ -28,6 +29,10 @@ class StateDirBusy(CooeeError):
 def hold_state_dir(state_dir: Path, role: str) -> Iterator[None]:
     """Hold ``state_dir`` exclusively while the block runs; StateDirBusy names the holder."""
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Private whatever existed before (mkdir's mode applies only to a directory it creates): it
+    # holds keys and, at the Leader, the registry. A directory someone else owns is left as is.
+    with contextlib.suppress(PermissionError):
+        os.chmod(state_dir, 0o700)
     path = state_dir / LOCK_FILE
     # Opened in place, never replaced: the lock belongs to this inode, so the atomic writer
     # (which swaps in a new file) must not be used here.
