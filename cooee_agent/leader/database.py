@@ -36,6 +36,9 @@ def open_database(path: Path, schema: str, *, busy_timeout_s: float) -> sqlite3.
     # In WAL mode NORMAL is durable against a crash of this process (not of the machine).
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA foreign_keys=ON")
+    # Deleted content is overwritten, not left in free pages: the files hold agent keys and
+    # join-token hashes, and older releases kept tokens in clear.
+    db.execute("PRAGMA secure_delete=ON")
     with transaction(db):
         for statement in schema.split(";"):
             if statement.strip():

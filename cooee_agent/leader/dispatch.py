@@ -27,7 +27,7 @@ from cooee_agent.errors import TransportError
 from cooee_agent.leader.calls import CallBook
 from cooee_agent.leader.clones import CloneWatch
 from cooee_agent.leader.handled import Handled, Handler
-from cooee_agent.leader.registrar import IngestResult, Registrar
+from cooee_agent.leader.registrar import IngestResult, Registrar, report_limits
 from cooee_agent.protocol.kinds import KINDS, LEADER_TOPICS, TOPIC_KINDS
 
 log = logging.getLogger(__name__)
@@ -198,6 +198,7 @@ class Dispatcher:
                 except Exception:
                     log.exception("offline sweep failed")
                 self._report_drops()
+                report_limits(self)
                 next_sweep = time.monotonic() + tick_s
             with self._ready:
                 if not any(self._queues.values()):

@@ -337,27 +337,36 @@ def handle_enrolments(dispatcher: Dispatcher, messages: Sequence[Message]) -> li
     """The kinds table's handler of enrolments, a batch at a time: ingest them together (one
     commit), then answer each with its assignment (a resend at most once per gap), or raise an
     operator call for an outcome that needs one. No answer leaves before its batch is durable."""
-    moment = dispatcher.clock()
-    registrar = dispatcher.registrar
-    results = registrar.ingest_many([message.data for message in messages], now=moment)
+    results = dispatcher.registrar.ingest_many(
+        [message.data for message in messages], now=dispatcher.clock()
+    )
     handled = [
         _answer(dispatcher, message, result)
         for message, result in zip(messages, results, strict=True)
     ]
-    report = registrar.limit_report(moment)
-    if report is not None:
-        log.warning("%s", report)
-        if dispatcher.calls is not None:
-            dispatcher.calls.record_leader_call(
-                hostname="leader",
-                mac=None,
-                host_id=None,
-                severity="warning",
-                reason="first-contact-limited",
-                detail=report,
-                now=moment,
-            )
+    report_limits(dispatcher)
     return handled
+
+
+def report_limits(dispatcher: Dispatcher) -> None:
+    """What the first-contact limits refused, once per window at most: a log line and a call.
+    Called after each batch and on the dispatcher's tick, so the last refusals of a flood are
+    reported even when nothing more arrives."""
+    moment = dispatcher.clock()
+    report = dispatcher.registrar.limit_report(moment)
+    if report is None:
+        return
+    log.warning("%s", report)
+    if dispatcher.calls is not None:
+        dispatcher.calls.record_leader_call(
+            hostname="leader",
+            mac=None,
+            host_id=None,
+            severity="warning",
+            reason="first-contact-limited",
+            detail=report,
+            now=moment,
+        )
 
 
 def _answer(dispatcher: Dispatcher, message: Message, result: IngestResult) -> Handled:

@@ -346,3 +346,44 @@ def test_a_single_agent_never_looks_like_two() -> None:
     assert not any(watch.applied(0, seq, float(seq)) for seq in range(100))
     # One restored backup (the counter went back once) is not two agents.
     assert not any(watch.applied(0, seq, 200.0 + seq) for seq in range(50, 120))
+
+
+# -- the bounds on per-host records, each with its number -----------------------------------------
+
+
+def test_the_keys_held_for_one_host_are_bounded(leader_dir: Path) -> None:
+    from cooee_agent.leader.registry.pending import PENDING_KEYS_PER_HOST
+
+    with Registrar(leader_dir) as leader:
+        leader.registry.create_join_token(now=NOW)
+        claimants = [agent_keys() for _ in range(PENDING_KEYS_PER_HOST + 3)]
+        for n, keys in enumerate(claimants):
+            enrol(leader, keys, 7, now=NOW + timedelta(seconds=n))
+        (host,) = leader.registry.hosts()
+        kept = [fingerprint for fingerprint, _ in host.pending_keys]
+        assert kept == [key_fingerprint(ed(k)) for k in claimants[-PENDING_KEYS_PER_HOST:]]
+
+
+def test_live_join_tokens_are_bounded(leader_dir: Path) -> None:
+    from cooee_agent.leader.registry.join_tokens import MAX_LIVE_TOKENS
+
+    with Registrar(leader_dir) as leader:
+        for _ in range(MAX_LIVE_TOKENS):
+            leader.registry.create_join_token(now=NOW)
+        with pytest.raises(RegistryError, match=f"{MAX_LIVE_TOKENS} join tokens are live"):
+            leader.registry.create_join_token(now=NOW)
+
+
+def test_a_join_token_kept_in_clear_by_an_older_release_is_scrubbed(leader_dir: Path) -> None:
+    import sqlite3
+
+    with Registrar(leader_dir) as leader:
+        enrol(leader, agent_keys(), 1, join_token="old-clear-token")
+    db = sqlite3.connect(leader_dir / REGISTRY_FILE)
+    with db:
+        db.execute("UPDATE hosts SET record = json_set(record, '$.join_token', 'old-clear-token')")
+    db.close()
+    with Registrar(leader_dir) as leader:
+        assert leader.registry.check() == []
+    data = b"".join(p.read_bytes() for p in leader_dir.glob(REGISTRY_FILE + "*"))
+    assert b"old-clear-token" not in data

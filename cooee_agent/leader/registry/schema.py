@@ -94,7 +94,21 @@ def open_registry(path: Path, *, busy_timeout_s: float) -> sqlite3.Connection:
     add_missing_columns(db, ADDED_COLUMNS)
     with transaction(db):
         pending.backfill(db)
+        _scrub_join_tokens(db)
     return db
+
+
+def _scrub_join_tokens(db: sqlite3.Connection) -> None:
+    """Older releases kept each enrolment record with its join token in clear: drop them."""
+    for table, column in (
+        ("hosts", "record"),
+        ("hosts", "pending_record"),
+        ("pending_keys", "record"),
+    ):
+        db.execute(
+            f"UPDATE {table} SET {column} = json_set({column}, '$.join_token', json('null'))"
+            f" WHERE json_extract({column}, '$.join_token') IS NOT NULL"
+        )
 
 
 def check(db: sqlite3.Connection) -> list[str]:
