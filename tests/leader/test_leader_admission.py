@@ -387,3 +387,19 @@ def test_a_join_token_kept_in_clear_by_an_older_release_is_scrubbed(leader_dir: 
         assert leader.registry.check() == []
     data = b"".join(p.read_bytes() for p in leader_dir.glob(REGISTRY_FILE + "*"))
     assert b"old-clear-token" not in data
+
+
+def test_a_token_holder_over_the_minute_is_admitted_later_with_its_token_unspent(
+    leader_dir: Path, leader_keys: LeaderKeys
+) -> None:
+    with Registrar(leader_dir, limits=Limits(admissions_per_minute=1)) as leader:
+        _, token = leader.registry.create_join_token(now=NOW)
+        assert enrol(leader, agent_keys(), 1, join_token=token).accepted
+        _, second = leader.registry.create_join_token(now=NOW)
+        keys = agent_keys()
+        rec = record(keys, host=2, issued_at=NOW, join_token=second)
+        envelope = seal_enrolment(rec, keys, leader_keys.bundle, sent_at=NOW)
+        assert leader.ingest(envelope, now=NOW).reason == "rate-limited"
+        assert [t.used for t in leader.registry.list_join_tokens()] == [1, 0]
+        assert len(leader.registry.hosts()) == 1  # not even held pending
+        assert leader.ingest(envelope, now=NOW + timedelta(seconds=61)).accepted

@@ -185,17 +185,20 @@ def _first_contact(
     record = enrolment.record
     stamp = now_text(now)
     name = f"{record.host.hostname} ({record.host.mac})"
-    admitted = enrolment.admitted
-    recent = _admitted_since(db, now.timestamp() - 60)
-    if not admitted and record.join_token is not None and recent < limits.admissions_per_minute:
-        admitted = join_tokens.redeem(db, record.join_token, now=now) is not None
-    if admitted:
-        if recent >= limits.admissions_per_minute:
+    token_id = None
+    if not enrolment.admitted and record.join_token is not None:
+        token_id = join_tokens.find(db, record.join_token, now=now)
+    if enrolment.admitted or token_id is not None:
+        if _admitted_since(db, now.timestamp() - 60) >= limits.admissions_per_minute:
+            # Nothing is recorded (UNRECORDED): the token stays unspent and the agent's resend
+            # of this very envelope is admitted once the minute allows.
             return Outcome(
                 "rate-limited",
                 f"new host {name} refused: {limits.admissions_per_minute} new hosts were "
                 "admitted in the last minute; it is admitted when it enrols again later",
             )
+        if token_id is not None:
+            join_tokens.spend(db, token_id)
         host_id = free_host_id(db)
         if host is None:
             cursor = db.execute(

@@ -140,9 +140,8 @@ def configured(db: sqlite3.Connection) -> bool:
     return db.execute("SELECT 1 FROM join_tokens LIMIT 1").fetchone() is not None
 
 
-def redeem(db: sqlite3.Connection, token: str, *, now: datetime) -> int | None:
-    """Spend one use of the live token ``token`` (inside the caller's transaction); its id, or
-    None when no live token matches."""
+def find(db: sqlite3.Connection, token: str, *, now: datetime) -> int | None:
+    """The id of the live token ``token``, or None when no live token matches."""
     rows = db.execute(
         "SELECT id, salt, digest FROM join_tokens WHERE revoked_at IS NULL AND used < uses"
         " AND (expires_at IS NULL OR expires_at > ?) ORDER BY id LIMIT ?",
@@ -150,9 +149,13 @@ def redeem(db: sqlite3.Connection, token: str, *, now: datetime) -> int | None:
     ).fetchall()
     for row in rows:
         if hmac.compare_digest(digest(row["salt"], token), row["digest"]):
-            db.execute("UPDATE join_tokens SET used = used + 1 WHERE id = ?", (row["id"],))
             return int(row["id"])
     return None
+
+
+def spend(db: sqlite3.Connection, token_id: int) -> None:
+    """One use of the token gone (inside the transaction that admits the host)."""
+    db.execute("UPDATE join_tokens SET used = used + 1 WHERE id = ?", (token_id,))
 
 
 def _live_count(db: sqlite3.Connection, now: datetime) -> int:
