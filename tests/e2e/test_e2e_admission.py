@@ -155,6 +155,7 @@ def test_a_squatter_held_pending_does_not_stop_the_host_its_join_token_admits(
     (host,) = [h for h in world.hosts() if h["hostname"] == real.hostname]
     assert (host["status"], host["host_id"]) == ("active", status["host_id"])
     assert host["key_fingerprint"] != squatter_fingerprint
+    assert status["key_fingerprint"] == host["key_fingerprint"]  # the operator can compare
     assert host["pending_keys"] == []
     competing = [c for c in calls(world) if c["reason"] == "competing-keys"]
     assert competing and squatter_fingerprint in competing[0]["detail"]

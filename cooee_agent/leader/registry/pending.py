@@ -12,7 +12,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from cooee_agent.leader.errors import RegistryError
-from cooee_agent.protocol.keys import fingerprint
+from cooee_agent.protocol.keys import key_fingerprint
 from cooee_agent.protocol.records import EnrolmentRecord
 
 SCHEMA = """
@@ -29,6 +29,9 @@ CREATE TABLE IF NOT EXISTS pending_keys (
 PENDING_KEYS_PER_HOST = 8
 
 
+__all__ = ["PENDING_KEYS_PER_HOST", "PendingKey", "key_fingerprint"]
+
+
 @dataclass(frozen=True, slots=True)
 class PendingKey:
     ed25519: str
@@ -37,11 +40,6 @@ class PendingKey:
     @property
     def fingerprint(self) -> str:
         return key_fingerprint(self.ed25519)
-
-
-def key_fingerprint(ed25519: str) -> str:
-    """An agent key as an operator compares it: 16 Crockford characters in groups of four."""
-    return fingerprint(ed25519)
 
 
 def hold(
