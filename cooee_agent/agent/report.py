@@ -31,6 +31,7 @@ def status_record(daemon: AgentDaemon, *, now: float, stopped: bool = False) -> 
         "updated": iso(now),
         "enrolment": daemon.enrolment_state,
         "agent_id": getattr(getattr(daemon, "keys", None), "agent_id", None),
+        "key_fingerprint": _key_fingerprint(daemon),
         "peer_id": transport.peer_id if transport is not None else None,
         "host_id": assignment.host_id if assignment is not None else None,
         "hostname": identity.hostname if identity is not None else None,
@@ -48,6 +49,17 @@ def status_record(daemon: AgentDaemon, *, now: float, stopped: bool = False) -> 
         "heartbeat_interval_s": daemon.config.heartbeat.interval,
         "outbox_depth": daemon.outbox.depth() if daemon.outbox is not None else None,
     }
+
+
+def _key_fingerprint(daemon: AgentDaemon) -> str | None:
+    """What the Leader's 'leader list' shows of this agent's key, to tell it from a squatter's."""
+    keys = getattr(daemon, "keys", None)
+    if keys is None:
+        return None
+    from cooee_agent.protocol import b64
+    from cooee_agent.protocol.keys import key_fingerprint
+
+    return key_fingerprint(b64.encode(keys.verify_key))
 
 
 def status_line(daemon: AgentDaemon) -> str:

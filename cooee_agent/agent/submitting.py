@@ -186,7 +186,7 @@ class Ledger:
 
     def items(self) -> list[SentSubmission]:
         with self._lock:
-            rows = self._db.execute("SELECT * FROM sent ORDER BY queued_at, id").fetchall()
+            rows = self._db.execute("SELECT * FROM sent ORDER BY rowid").fetchall()  # as queued
         return [_sent(row) for row in rows]
 
     def queued_envelopes(self) -> list[tuple[str, bytes]]:

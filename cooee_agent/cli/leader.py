@@ -1,5 +1,5 @@
-"""``cooee-agent leader keygen|bundle|serve|ingest|list|approve|revoke|calls|submissions|
-submission|audit``: the reference Leader, on the mesh or by hand."""
+"""``cooee-agent leader keygen|bundle|serve|ingest|list|approve|revoke|forget|token|calls|
+submissions|submission|audit``: the reference Leader, on the mesh or by hand."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from cooee_agent.cli import leader_submissions
+from cooee_agent.cli.leader_tokens import token_app
 from cooee_agent.cli.output import emit_json
 from cooee_agent.cli.state import STATE
 from cooee_agent.config.paths import DEFAULT_STATE_DIR, STATE_DIR_ENV
@@ -21,6 +22,7 @@ calls_app = typer.Typer(
     invoke_without_command=True,
 )
 app.add_typer(calls_app, name="calls")
+app.add_typer(token_app, name="token")
 
 STATE_DIR = typer.Option(
     DEFAULT_STATE_DIR,
@@ -94,13 +96,17 @@ def ingest(
         # Each refusal is printed below with its file name; the library's log line would repeat it.
         logging.getLogger("cooee_agent.leader.registrar").setLevel(logging.ERROR)
     from cooee_agent.cli.ingest_files import assignment_writer, ingest_one, read_envelope
+    from cooee_agent.state_lock import hold_state_dir
 
     # Checked before any enrolment is committed: a bad --assignments must not leave hosts
     # registered whose assignment was never written (a re-ingest says "replayed").
     write_assignment = assignment_writer(assignments)
     results: list[dict[str, object]] = []
     refused = 0
-    with Registrar(state_dir, window=Window(max_age_s=max_age)) as leader:
+    with (
+        hold_state_dir(state_dir, "cooee-agent leader ingest"),
+        Registrar(state_dir, window=Window(max_age_s=max_age)) as leader,
+    ):
         for path in files:
             data = read_envelope(path)
             result = data if isinstance(data, IngestResult) else ingest_one(leader, data)
@@ -162,6 +168,10 @@ def list_hosts(
             f"{host_id:>4}  {host.hostname}  {host.mac}  {status}  "
             f"{len(host.agents)} agent(s)  {tokens}  {state}"
         )
+        if host.key_fingerprint is not None:
+            typer.echo(f"      key {host.key_fingerprint}")
+        for fingerprint, seen in host.pending_keys:
+            typer.echo(f"      pending key {fingerprint} (last seen {seen})")
 
 
 def _presence_text(host: object) -> str:
@@ -182,6 +192,12 @@ def _presence_text(host: object) -> str:
 def approve(
     host: str = typer.Argument(..., help="host_id, hostname, mac, or hostname/mac."),
     state_dir: Path = STATE_DIR,
+    key: str | None = typer.Option(
+        None,
+        "--key",
+        help="Fingerprint of the pending key to pin ('leader list' shows them); needed when "
+        "several keys claim the host.",
+    ),
 ) -> None:
     """Admit a held host, or pin the new key of a host that returned with a different one."""
     from cooee_agent.leader.registrar import Registrar
@@ -189,8 +205,11 @@ def approve(
     _registry(state_dir).close()  # the same "no registry" error as the other verbs
     with Registrar(state_dir) as leader:
         # Also seals and stores the assignment, answered when the agent resends its enrolment.
-        view = leader.approve(host, now=datetime.now(UTC))
-    typer.echo(f"approved {view.hostname} ({view.mac}) as host_id {view.host_id}")
+        view = leader.approve(host, now=datetime.now(UTC), key=key)
+    typer.echo(
+        f"approved {view.hostname} ({view.mac}) as host_id {view.host_id}, "
+        f"pinning key {view.key_fingerprint}"
+    )
 
 
 @app.command()
@@ -198,10 +217,33 @@ def revoke(
     host: str = typer.Argument(..., help="host_id, hostname, mac, or hostname/mac."),
     state_dir: Path = STATE_DIR,
 ) -> None:
-    """Refuse the host from now on; its host_id stays reserved."""
+    """Refuse the host from now on; its host_id stays reserved until 'leader forget'."""
     with _registry(state_dir) as registry:
-        view = registry.revoke(host)
+        view = registry.revoke(host, now=datetime.now(UTC))
     typer.echo(f"revoked {view.hostname} ({view.mac}), host_id {view.host_id}")
+
+
+@app.command()
+def forget(
+    host: str = typer.Argument(..., help="host_id, hostname, mac, or hostname/mac."),
+    state_dir: Path = STATE_DIR,
+    grace_days: float = typer.Option(
+        7.0,
+        "--grace-days",
+        min=0.0,
+        help="Days since 'leader revoke' before the host may be forgotten (default 7).",
+    ),
+) -> None:
+    """Delete a revoked host so its host_id can be given to a new host.
+
+    Its old slot tokens then name whichever host gets the id next: the grace period is there so
+    they are out of use first.
+    """
+    from datetime import timedelta
+
+    with _registry(state_dir) as registry:
+        view = registry.forget(host, now=datetime.now(UTC), grace=timedelta(days=grace_days))
+    typer.echo(f"forgot {view.hostname} ({view.mac}); host_id {view.host_id} is free")
 
 
 @app.command()
@@ -242,6 +284,20 @@ def serve(
         "--http-token-file",
         help="File (mode 0600) holding the bearer token every HTTP request must present.",
     ),
+    max_pending: int | None = typer.Option(
+        None,
+        "--max-pending",
+        min=0,
+        help="Hosts held for 'leader approve' at most (default 256); past it a new host "
+        "without a valid join token is refused.",
+    ),
+    admissions_per_minute: int | None = typer.Option(
+        None,
+        "--admissions-per-minute",
+        min=1,
+        help="New hosts admitted on first contact in any minute (default 60); past it they "
+        "are refused and admitted when they enrol again.",
+    ),
 ) -> None:
     """Serve on the COOEE mesh until SIGTERM: enrolments, availability, calls.
 
@@ -261,17 +317,23 @@ def serve(
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    from cooee_agent.state_lock import hold_state_dir
+
     notifier = Notifier()
-    with LeaderNode(
-        state_dir,
-        listen=listen,
-        bootstrap=bootstrap,
-        offline_after=offline_after,
-        max_age_s=max_age,
-        peer_exchange=peer_exchange,
-        http=http,
-        http_token_file=http_token_file,
-    ) as node:
+    with (
+        hold_state_dir(state_dir, "cooee-agent leader serve"),
+        LeaderNode(
+            state_dir,
+            listen=listen,
+            bootstrap=bootstrap,
+            offline_after=offline_after,
+            max_age_s=max_age,
+            peer_exchange=peer_exchange,
+            limits=_limits(max_pending, admissions_per_minute),
+            http=http,
+            http_token_file=http_token_file,
+        ) as node,
+    ):
         for addr in node.addrs:
             typer.echo(addr)
         if node.http is not None:
@@ -305,6 +367,19 @@ def _check_http_flags(http: str | None, token_file: Path | None) -> None:
         return
     host, _ = parse_bind(http)
     require_token_rule(host, read_token_file(token_file) if token_file is not None else None)
+
+
+def _limits(max_pending: int | None, admissions_per_minute: int | None):  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from cooee_agent.leader.registry.admission import Limits
+
+    limits = Limits()
+    if max_pending is not None:
+        limits = replace(limits, max_pending=max_pending)
+    if admissions_per_minute is not None:
+        limits = replace(limits, admissions_per_minute=admissions_per_minute)
+    return limits
 
 
 def _calls_book(state_dir: Path):  # type: ignore[no-untyped-def]

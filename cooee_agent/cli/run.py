@@ -67,16 +67,21 @@ def run(
         raise ConfigError("--metrics-token-file needs --metrics HOST:PORT")
     secrets = [settings.join_token] if settings.join_token else []
     setup_logging("debug" if STATE.debug else settings.log_level, secrets=secrets)
-    daemon = production_daemon(settings, lambda: load(config, state_dir))
-    exporter = None
-    if metrics is not None:
-        from cooee_agent.agent.metrics import start_agent_metrics
+    from cooee_agent.state_lock import hold_state_dir
 
-        exporter = start_agent_metrics(daemon, metrics, token_file=metrics_token_file)
-    try:
-        code = daemon.run()
-    finally:
-        if exporter is not None:
-            exporter.close()
+    # Held before anything touches the state: a second agent on this directory (a cloned VM)
+    # would share this identity and cut the first off at the Leader.
+    with hold_state_dir(Path(settings.state_dir), "cooee-agent run"):
+        daemon = production_daemon(settings, lambda: load(config, state_dir))
+        exporter = None
+        if metrics is not None:
+            from cooee_agent.agent.metrics import start_agent_metrics
+
+            exporter = start_agent_metrics(daemon, metrics, token_file=metrics_token_file)
+        try:
+            code = daemon.run()
+        finally:
+            if exporter is not None:
+                exporter.close()
     if code:
         raise typer.Exit(code)

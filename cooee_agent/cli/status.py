@@ -99,6 +99,8 @@ def render(value: dict[str, Any]) -> list[str]:
     else:
         lines.append(f"agent: not running (last status {value.get('updated')})")
     lines.append(f"enrolment: {value.get('enrolment')}")
+    if value.get("key_fingerprint"):
+        lines.append(f"agent key: {value['key_fingerprint']} (as 'leader list' shows it)")
     if value.get("identity_error"):
         lines.append(f"identity: {value['identity_error']}")
     if value.get("host_id") is not None:

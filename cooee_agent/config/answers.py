@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from cooee_agent.config import checks
 from cooee_agent.config.model import DEFAULT_INTERVAL
+from cooee_agent.config.private import refuse_if_readable_by_others
 from cooee_agent.errors import InputError
 from cooee_agent.files import TEXT_LIMIT, FileRefused, read_bounded
 
@@ -108,6 +109,7 @@ def read_join_token_file(path: Path) -> str:
         raise InputError(f"cannot read the join token: {error}") from None
     except UnicodeDecodeError as error:
         raise InputError(f"cannot read the join token from {path}: {error}") from None
+    refuse_if_readable_by_others(path, "a join token")
     token = check_join_token(text)
     if token is None:
         raise InputError(f"the join token file {path} is empty")

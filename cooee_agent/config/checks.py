@@ -31,6 +31,7 @@ from cooee_agent.config.model import (
 )
 from cooee_agent.config.refusals import Range, explain, kind, split
 from cooee_agent.errors import ConfigError
+from cooee_agent.protocol.records import join_token_problem
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -106,11 +107,12 @@ def _log_level(value: str) -> str:
 
 
 def _join_token(value: str) -> str:
-    """A credential the Leader compares byte for byte: one line of printable text (and no
-    longer than its type allows)."""
+    """A credential the Leader compares byte for byte, checked by the Leader's own rule: a token
+    the Leader would refuse must not be written, or the host never enrols and is never told."""
     token = text(value)
-    if not token.isprintable():
-        raise InvalidValue("must be one line of printable characters")
+    problem = join_token_problem(token)
+    if problem is not None:
+        raise InvalidValue(problem)
     return token
 
 

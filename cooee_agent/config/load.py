@@ -31,6 +31,7 @@ from cooee_agent.config.checks import (
 from cooee_agent.config.model import DEV_LISTEN, NOT_IN_FILE, Config
 from cooee_agent.config.ollama_host import OLLAMA_HOST_ENV, parse_ollama_host
 from cooee_agent.config.paths import CONFIG_ENV, STATE_DIR_ENV, config_path, state_dir
+from cooee_agent.config.private import refuse_if_readable_by_others
 from cooee_agent.config.refusals import Steps, explain, split
 from cooee_agent.errors import ConfigError
 from cooee_agent.files import CONFIG_LIMIT, FileMissing, FileRefused, read_bounded
@@ -68,7 +69,10 @@ def load_config(
         raise ConfigError(f"{chosen}: cannot read configuration: {error}") from None
     else:
         source = chosen
-    return parse_config(text, source=source, env=env, dev=dev)
+    config = parse_config(text, source=source, env=env, dev=dev)
+    if config.join_token is not None and source is not None:
+        refuse_if_readable_by_others(source, "a join token")
+    return config
 
 
 def parse_config(

@@ -13,19 +13,18 @@ from typing import Annotated, Any
 import msgspec
 
 from cooee_agent.config.paths import DEFAULT_STATE_DIR
+from cooee_agent.protocol.records import JoinToken  # the Leader's rule, so both refuse alike
 
 PRODUCTION_LISTEN = "/ip4/0.0.0.0/tcp/4001"
 # Dev mode and tests stay on loopback; port 0 lets several agents share one machine.
 DEV_LISTEN = "/ip4/127.0.0.1/tcp/0"
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 DEFAULT_INTERVAL = 30.0
-MAX_TOKEN_LENGTH = 4096
 
 Interval = Annotated[float, msgspec.Meta(ge=1, le=3600)]
 Jitter = Annotated[float, msgspec.Meta(ge=0, le=0.5)]
 OfflineAfter = Annotated[int, msgspec.Meta(ge=1, le=100)]
 DegradedThreshold = Annotated[float, msgspec.Meta(gt=0, le=7 * 86400)]
-JoinToken = Annotated[str, msgspec.Meta(max_length=MAX_TOKEN_LENGTH)]
 
 
 class Table(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

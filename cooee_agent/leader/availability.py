@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from cooee_agent.identity import token as codec
+from cooee_agent.leader import clones
 from cooee_agent.leader.handled import Handled
 from cooee_agent.leader.registry import Registry
 from cooee_agent.protocol import b64
@@ -38,6 +39,8 @@ class Heard:
     host_id: int | None = None
     state: str | None = None  # the host's state now: online or left
     previous: str | None = None  # its state before: online, offline, left, or '' (never heard)
+    seq: int | None = None  # the applied record's sequence number
+    hostname: str | None = None
 
 
 def hear_presence(
@@ -106,24 +109,50 @@ def hear_presence(
             f" again (was {previous})" if previous else "",
             extra={"COOEE_HOST_ID": host.host_id, "COOEE_PRESENCE": state},
         )
-    return Heard(True, "applied", kind, host.host_id, state, previous)
+    return Heard(True, "applied", kind, host.host_id, state, previous, record["seq"], host.hostname)
 
 
 def handle_presence(dispatcher: Dispatcher, messages: Sequence[Message]) -> list[Handled]:
-    """The kinds table's handler of availability and leaving records."""
-    return [
-        Handled(
-            message.topic,
-            hear_presence(
-                dispatcher.registrar.registry,
-                message.data,
-                now=dispatcher.clock(),
-                window=dispatcher.registrar.window,
-                offline_after=dispatcher.offline_after,
-            ).reason,
+    """The kinds table's handler of availability and leaving records; a host whose records
+    show two live agents with its key is called out (``clones``)."""
+    handled = []
+    for message in messages:
+        now = dispatcher.clock()
+        heard = hear_presence(
+            dispatcher.registrar.registry,
+            message.data,
+            now=now,
+            window=dispatcher.registrar.window,
+            offline_after=dispatcher.offline_after,
         )
-        for message in messages
-    ]
+        if (
+            heard.applied
+            and heard.host_id is not None
+            and heard.seq is not None
+            and dispatcher.clones.applied(heard.host_id, heard.seq, now.timestamp())
+        ):
+            _call_out_clones(dispatcher, heard, now)
+        handled.append(Handled(message.topic, heard.reason))
+    return handled
+
+
+def _call_out_clones(dispatcher: Dispatcher, heard: Heard, now: datetime) -> None:
+    detail = (
+        f"two live agents send heartbeats with this host's key (seq went back to {heard.seq} "
+        f"{clones.EVIDENCE} times): a copy of its state directory runs elsewhere; stop one and "
+        "re-enrol it with a fresh state directory"
+    )
+    log.error("host_id %s (%s): %s", heard.host_id, heard.hostname, detail)
+    if dispatcher.calls is not None:
+        dispatcher.calls.record_leader_call(
+            hostname=heard.hostname or "unknown",
+            mac=None,
+            host_id=heard.host_id,
+            severity="critical",
+            reason=clones.CALL_REASON,
+            detail=detail,
+            now=now,
+        )
 
 
 def _refused(reason: str, detail: str) -> Heard:

@@ -3,7 +3,9 @@ Leader's own) in a SQLite file of the state directory, list and close them for a
 
 A host that keeps calling for the same reason does not bury the operator: while a call is open,
 a new call of the same host and reason is folded into it (``count`` goes up, the newest detail
-and the highest severity are kept).
+and the highest severity are kept). Nor does one that varies the reason: a host has at most
+``OPEN_REASONS_PER_HOST`` open calls; past it, every new reason is folded into its one
+``too-many-calls`` call.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CALLS_FILE = "calls.sqlite3"
+OPEN_REASONS_PER_HOST = 8
+OVERFLOW_REASON = "too-many-calls"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -146,11 +150,11 @@ class CallBook:
         with transaction(self._db) as db:
             if db.execute("SELECT 1 FROM call_nonces WHERE nonce = ?", (nonce,)).fetchone():
                 return None
-            same = db.execute(
-                "SELECT * FROM calls WHERE status = 'open' AND hostname = ? AND mac IS ?"
-                " AND reason = ? ORDER BY id DESC LIMIT 1",
-                (hostname, mac, reason),
-            ).fetchone()
+            same = _open_call(db, hostname, mac, reason)
+            if same is None and _open_reasons(db, hostname, mac) >= OPEN_REASONS_PER_HOST:
+                detail = f"{reason}: {detail}"
+                reason = OVERFLOW_REASON
+                same = _open_call(db, hostname, mac, reason)
             if same is None:
                 cursor = db.execute(
                     "INSERT INTO calls (status, origin, sender, host_id, hostname, mac, severity,"
@@ -232,6 +236,26 @@ class CallBook:
             )
             log.info("call %d (%s of %s) closed", call_id, row["reason"], row["hostname"])
             return _call(db.execute("SELECT * FROM calls WHERE id = ?", (call_id,)).fetchone())
+
+
+def _open_call(
+    db: sqlite3.Connection, hostname: str, mac: str | None, reason: str
+) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = db.execute(
+        "SELECT * FROM calls WHERE status = 'open' AND hostname = ? AND mac IS ?"
+        " AND reason = ? ORDER BY id DESC LIMIT 1",
+        (hostname, mac, reason),
+    ).fetchone()
+    return row
+
+
+def _open_reasons(db: sqlite3.Connection, hostname: str, mac: str | None) -> int:
+    row = db.execute(
+        "SELECT count(DISTINCT reason) FROM calls WHERE status = 'open' AND hostname = ?"
+        " AND mac IS ? AND reason != ?",
+        (hostname, mac, OVERFLOW_REASON),
+    ).fetchone()
+    return int(row[0])
 
 
 def _call(row: sqlite3.Row) -> Call:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -23,6 +24,14 @@ def open_database(path: Path, schema: str, *, busy_timeout_s: float) -> sqlite3.
     except FileRefused as error:
         raise DatabaseFault(f"cannot create the directory of {path}: {error}") from None
     with database_faults(path):
+        # Private whatever existed before: the registry holds join-token hashes and the hosts'
+        # keys, and a directory made earlier keeps its mode.
+        os.chmod(path.parent, 0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
         # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE. A connection
         # is not shared between threads at once, but may be handed to the thread that serves.
         db = sqlite3.connect(
@@ -31,9 +40,17 @@ def open_database(path: Path, schema: str, *, busy_timeout_s: float) -> sqlite3.
         try:
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
+            # SQLite gives the -wal and -shm files the database file's mode; ones left by an
+            # older release keep theirs until tightened here.
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.chmod(f"{path}{suffix}", 0o600)
             # In WAL mode NORMAL is durable against a crash of this process (not of the machine).
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
+            # Deleted content is overwritten, not left in free pages: the files hold agent keys
+            # and join-token hashes, and older releases kept tokens in clear.
+            db.execute("PRAGMA secure_delete=ON")
             with transaction(db):
                 for statement in schema.split(";"):
                     if statement.strip():

@@ -29,7 +29,7 @@ def database_faults(path: Path | None) -> Iterator[None]:
         yield
     except DatabaseFault:
         raise
-    except sqlite3.Error as error:
+    except (sqlite3.Error, OSError) as error:  # OSError: opening the file to fix its mode
         raise DatabaseFault(describe(path, error)) from error
 
 

@@ -24,9 +24,10 @@ from datetime import UTC, datetime
 from cooee_agent.bus.transport import Message, Subscription, Transport
 from cooee_agent.errors import TransportError
 from cooee_agent.leader.calls import CallBook
+from cooee_agent.leader.clones import CloneWatch
 from cooee_agent.leader.handled import Handled, Handler
 from cooee_agent.leader.precheck import precheck
-from cooee_agent.leader.registrar import IngestResult, Registrar
+from cooee_agent.leader.registrar import IngestResult, Registrar, report_limits
 from cooee_agent.leader.submission_book import SubmissionBook
 from cooee_agent.leader.tally import HandledTally
 from cooee_agent.protocol.kinds import KINDS, LEADER_TOPICS, TOPIC_KINDS
@@ -70,6 +71,7 @@ class Dispatcher:
         self.resend_gap_s = resend_gap_s
         self._resent: OrderedDict[bytes, float] = OrderedDict()
         self.tally = HandledTally()  # what was handled, by topic and outcome (for /metrics)
+        self.clones = CloneWatch()  # two live agents with one host's key (availability)
         self._handlers = topic_handlers()
         self._queues = {topic: TopicQueue(topic) for topic in LEADER_TOPICS}
         self._ready = threading.Condition()
@@ -201,6 +203,7 @@ class Dispatcher:
                 except Exception:
                     log.exception("offline sweep failed")
                 self._report_drops()
+                report_limits(self)
                 next_sweep = time.monotonic() + tick_s
             with self._ready:
                 if not any(self._queues.values()):
@@ -208,17 +211,26 @@ class Dispatcher:
             self._serve_round()
 
     def _report_drops(self) -> None:
-        # Once per tick at most, and only when something was dropped since the last report.
+        # Once per tick at most, and only when something was dropped since the last report: a
+        # log line, and a Leader call (folded into one open call) so 'leader calls' shows it.
         for waiting in self._queues.values():
             fresh = waiting.take_unreported_drops()
             if fresh:
-                log.warning(
-                    "dropped %d message(s) on %s: its queue of %d was full (%d so far)",
-                    fresh,
-                    waiting.topic,
-                    waiting.limit,
-                    waiting.dropped,
+                detail = (
+                    f"dropped {fresh} message(s) on {waiting.topic}: its queue of "
+                    f"{waiting.limit} was full ({waiting.dropped} since the Leader started)"
                 )
+                log.warning("%s", detail)
+                if self.calls is not None:
+                    self.calls.record_leader_call(
+                        hostname="leader",
+                        mac=None,
+                        host_id=None,
+                        severity="warning",
+                        reason="inbound-dropped",
+                        detail=detail,
+                        now=self.clock(),
+                    )
 
     def _transport_alive(self) -> bool:
         # Only the mesh transport reports ``alive``; a transport without it cannot die.

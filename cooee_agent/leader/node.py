@@ -10,6 +10,7 @@ from pathlib import Path
 from types import TracebackType
 
 from cooee_agent.atomic import replace_file
+from cooee_agent.leader.registry.admission import Limits
 from cooee_agent.protocol.sealing import Window
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ class LeaderNode:
         peer_exchange: bool = False,
         http: str | None = None,
         http_token_file: Path | None = None,
+        limits: Limits = Limits(),
     ) -> None:
         from cooee_agent.bus.mesh_config import MeshConfig
         from cooee_agent.bus.mesh_transport import start_mesh
@@ -44,7 +46,8 @@ class LeaderNode:
         self.state_dir = state_dir
         self.addrs_file = state_dir / ADDRS_FILE
         self.addrs_file.unlink(missing_ok=True)
-        self.registrar = Registrar(state_dir, window=Window(max_age_s=max_age_s))
+        # The mesh reaches anyone: first contact is bounded here (admission.Limits).
+        self.registrar = Registrar(state_dir, window=Window(max_age_s=max_age_s), limits=limits)
         self.calls = CallBook(state_dir / CALLS_FILE)
         self.submissions = SubmissionBook(state_dir / SUBMISSIONS_FILE)
         self.courier: DecisionCourier | None = None

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import hmac
 import logging
+import stat
+from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cooee_agent.errors import TransportError
+from cooee_agent.errors import CooeeError, TransportError
 from cooee_agent.leader.handled import Handled
 from cooee_agent.leader.registry import REGISTRY_FILE, Registry
-from cooee_agent.leader.registry.admission import Enrolment, Outcome
+from cooee_agent.leader.registry.admission import NO_LIMITS, UNRECORDED, Enrolment, Limits, Outcome
 from cooee_agent.leader.registry.views import HostView
 from cooee_agent.protocol.errors import RejectedError
 from cooee_agent.protocol.keys import LeaderKeys, load_leader_keys
@@ -46,6 +48,10 @@ OPERATOR_OUTCOMES = {
     "not-approved": ("warning", "approval-pending"),
     "exhausted": ("critical", "host-ids-exhausted"),
 }
+# Refusals by a first-contact limit: counted, and reported once per LIMIT_REPORT_S (a flood of
+# forged enrolments must not become a flood of log lines or calls).
+LIMIT_OUTCOMES = UNRECORDED
+LIMIT_REPORT_S = 60.0
 
 JOIN_TOKENS_FILE = "join-tokens"
 
@@ -67,6 +73,8 @@ class IngestResult:
     # when a refused envelope repeats an accepted enrolment (``resend`` is then True).
     assignment_envelope: bytes | None = None
     resend: bool = False
+    # Fingerprints of other keys that claimed this host (an operator is called).
+    competing: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -80,12 +88,28 @@ class IngestResult:
         }
 
 
+class JoinTokensFileError(CooeeError):
+    """The join-tokens file cannot be used: unreadable, or readable by others."""
+
+
 def _read_join_tokens(path: Path) -> frozenset[str] | None:
-    """One token a line; ``#`` comments. No file means no join tokens are required."""
+    """One token a line; ``#`` comments. No file means the file adds no tokens.
+
+    The tokens are secrets in clear, so the file is refused unless only its owner can read it
+    (as private keys are); ``leader token create`` keeps tokens as salted hashes instead.
+    """
     try:
+        mode = stat.S_IMODE(path.stat().st_mode)
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
+    except (OSError, UnicodeError) as error:
+        raise JoinTokensFileError(f"cannot read the join tokens in {path}: {error}") from None
+    if mode & 0o077:
+        raise JoinTokensFileError(
+            f"{path} holds join tokens and is accessible by group or others (mode {mode:04o}); "
+            f"run 'chmod 600 {path}'"
+        )
     lines = (line.strip() for line in text.splitlines())
     return frozenset(line for line in lines if line and not line.startswith("#"))
 
@@ -93,9 +117,10 @@ def _read_join_tokens(path: Path) -> frozenset[str] | None:
 class Registrar:
     """The reference Leader over one state directory (keys, registry, replay cache).
 
-    First contact: without a ``join-tokens`` file in the state directory a new host is admitted
-    on first use (its key is pinned); with one, a new host must carry a listed join token or it
-    is held as pending for ``leader approve``.
+    First contact: with no join token configured (no ``join-tokens`` file in the state
+    directory and none ever made by ``leader token create``) a new host is admitted on first use
+    (its key is pinned); otherwise a new host must carry a valid join token or it is held as
+    pending for ``leader approve``. ``limits`` bound both ways in (``admission.Limits``).
     """
 
     def __init__(
@@ -105,6 +130,7 @@ class Registrar:
         window: Window = DEFAULT_WINDOW,
         keys: LeaderKeys | None = None,
         join_tokens: Collection[str] | None = None,
+        limits: Limits = NO_LIMITS,
     ) -> None:
         self.state_dir = state_dir
         self.window = window
@@ -114,7 +140,11 @@ class Registrar:
             if join_tokens is not None
             else _read_join_tokens(state_dir / JOIN_TOKENS_FILE)
         )
+        self.limits = limits
         self.registry = Registry(state_dir / REGISTRY_FILE)
+        self.limited: Counter[str] = Counter()  # refusals by a limit not yet reported
+        # The first refusal is reported at once, later ones once LIMIT_REPORT_S has passed.
+        self._limit_reported_at: float | None = None
 
     def close(self) -> None:
         self.registry.close()
@@ -125,12 +155,34 @@ class Registrar:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def _admitted(self, join_token: str | None) -> bool:
-        if self.join_tokens is None:
+    def _admitted(self, join_token: str | None, *, open_door: bool) -> bool:
+        """Admitted without spending a registry token: no tokens configured at all, or one
+        listed in the file. (A registry token is checked and spent inside the transaction.)"""
+        if open_door:
             return True
-        if join_token is None:
+        if join_token is None or self.join_tokens is None:
             return False
         return any(hmac.compare_digest(join_token, known) for known in self.join_tokens)
+
+    def limit_report(self, moment: datetime) -> str | None:
+        """What the first-contact limits refused since the last report, at most once per
+        LIMIT_REPORT_S; None when nothing is due."""
+        if not self.limited:
+            return None
+        last = self._limit_reported_at
+        if last is not None and moment.timestamp() - last < LIMIT_REPORT_S:
+            return None
+        counts = ", ".join(f"{count} {reason}" for reason, count in sorted(self.limited.items()))
+        self.limited.clear()
+        self._limit_reported_at = moment.timestamp()
+        return (
+            f"first contact refused ({counts}) in the last {LIMIT_REPORT_S:.0f} s: at most "
+            f"{self.limits.admissions_per_minute} new hosts a minute, "
+            f"{self.limits.max_pending} held for approval"
+        )
+
+    def _count_limited(self, outcome: Outcome) -> None:
+        self.limited[outcome.reason] += 1
 
     def _sealer(self, moment: datetime):  # type: ignore[no-untyped-def]
         def seal(record: EnrolmentRecord, host_id: int, tokens: tuple[SlotToken, ...]) -> bytes:
@@ -169,15 +221,23 @@ class Registrar:
                 continue
             opened.append((len(results), record))
             results.append(None)
+        open_door = self.join_tokens is None and not self.registry.join_tokens_configured()
         outcomes = self.registry.enrol_batch(
             [
-                Enrolment(record, self._nonce_expiry(record), self._admitted(record.join_token))
+                Enrolment(
+                    record,
+                    self._nonce_expiry(record),
+                    self._admitted(record.join_token, open_door=open_door),
+                )
                 for _, record in opened
             ],
             now=moment,
             seal=self._sealer(moment),
+            limits=self.limits,
         )
         for (index, record), outcome in zip(opened, outcomes, strict=True):
+            if outcome.reason in LIMIT_OUTCOMES:
+                self._count_limited(outcome)
             results[index] = self._result(record, outcome)
         return [result for result in results if result is not None]
 
@@ -198,6 +258,7 @@ class Registrar:
             "host_id": outcome.host_id,
             "hostname": record.host.hostname,
             "mac": record.host.mac,
+            "competing": outcome.competing,
         }
         if outcome.reason == "replayed":
             stored = self.registry.stored_assignment(record.nonce, record.agent_ed25519)
@@ -213,6 +274,10 @@ class Registrar:
                     resend=True,
                     **common,  # type: ignore[arg-type]
                 )
+        if outcome.reason in LIMIT_OUTCOMES:
+            # Counted and reported once per window (limit_report), not once per message.
+            log.debug("refused enrolment of %s: %s", record.host.hostname, outcome.reason)
+            return IngestResult(False, outcome.reason, outcome.detail, **common)  # type: ignore[arg-type]
         if not outcome.accepted:
             log.warning(
                 "refused enrolment of %s: %s: %s",
@@ -259,10 +324,12 @@ class Registrar:
             resend=True,
         )
 
-    def approve(self, selector: str, *, now: datetime | None = None) -> HostView:
+    def approve(
+        self, selector: str, *, now: datetime | None = None, key: str | None = None
+    ) -> HostView:
         """``Registry.approve`` that also stores the assignment answering the held enrolment."""
         moment = now if now is not None else datetime.now(UTC)
-        return self.registry.approve(selector, now=moment, seal=self._sealer(moment))
+        return self.registry.approve(selector, now=moment, seal=self._sealer(moment), key=key)
 
 
 def handle_enrolments(dispatcher: Dispatcher, messages: Sequence[Message]) -> list[Handled]:
@@ -272,13 +339,48 @@ def handle_enrolments(dispatcher: Dispatcher, messages: Sequence[Message]) -> li
     results = dispatcher.registrar.ingest_many(
         [message.data for message in messages], now=dispatcher.clock()
     )
-    return [
+    handled = [
         _answer(dispatcher, message, result)
         for message, result in zip(messages, results, strict=True)
     ]
+    report_limits(dispatcher)
+    return handled
+
+
+def report_limits(dispatcher: Dispatcher) -> None:
+    """What the first-contact limits refused, once per window at most: a log line and a call.
+    Called after each batch and on the dispatcher's tick, so the last refusals of a flood are
+    reported even when nothing more arrives."""
+    moment = dispatcher.clock()
+    report = dispatcher.registrar.limit_report(moment)
+    if report is None:
+        return
+    log.warning("%s", report)
+    if dispatcher.calls is not None:
+        dispatcher.calls.record_leader_call(
+            hostname="leader",
+            mac=None,
+            host_id=None,
+            severity="warning",
+            reason="first-contact-limited",
+            detail=report,
+            now=moment,
+        )
 
 
 def _answer(dispatcher: Dispatcher, message: Message, result: IngestResult) -> Handled:
+    if result.competing and dispatcher.calls is not None:
+        held = "admitted" if result.accepted else "held"
+        dispatcher.calls.record_leader_call(
+            hostname=result.hostname or "unknown",
+            mac=result.mac,
+            host_id=result.host_id,
+            severity="critical" if result.accepted else "warning",
+            reason="competing-keys",
+            detail=f"other keys claimed this host: {', '.join(result.competing)}; {held} "
+            f"the one that enrolled last ('leader list' shows the pending keys)",
+            now=dispatcher.clock(),
+        )
     if result.assignment_envelope is not None and dispatcher.may_send(result):
         try:
             dispatcher.publish(topic_of("assignment"), result.assignment_envelope)

@@ -103,6 +103,12 @@ def fingerprint(bundle_text: str) -> str:
     return "-".join(chars[i : i + 4] for i in range(0, 16, 4))
 
 
+def key_fingerprint(ed25519: str) -> str:
+    """An agent's key (base64url of its Ed25519 verify key) as an operator compares it: the
+    agent's ``status`` and the Leader's ``leader list`` / ``leader approve`` show this."""
+    return fingerprint(ed25519)
+
+
 def parse_bundle(text: str) -> LeaderBundle:
     """Parse ``cooee-leader-v1.<verify key>.<age1…>[.<age1…>…]``; whitespace around is ignored."""
     if not isinstance(text, str) or not text.strip().isascii():

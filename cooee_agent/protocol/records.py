@@ -60,6 +60,20 @@ Model = Annotated[str, text(255)]
 Vendor = Annotated[str, text(16, "[a-z][a-z0-9-]*")]
 State = Literal["available", "busy", "draining", "degraded"]
 Severity = Literal["info", "warning", "critical"]
+# A join token: the one rule for it, applied by the Leader to an enrolment and by the agent to
+# its configuration before writing it, so a host is never set up with a token the Leader refuses.
+JOIN_TOKEN_MAX_LENGTH = 128
+JoinToken = Annotated[str, text(JOIN_TOKEN_MAX_LENGTH)]
+
+
+def join_token_problem(value: str) -> str | None:
+    """What is wrong with ``value`` as a join token, or None: 1 to 128 characters of one line
+    of printable text (no control, format or separator characters other than the space)."""
+    if not 1 <= len(value) <= JOIN_TOKEN_MAX_LENGTH:
+        return f"must be 1 to {JOIN_TOKEN_MAX_LENGTH} characters, got {len(value)}"
+    if not value.isprintable():
+        return "must be one line of printable characters"
+    return None
 
 
 class Record(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -171,7 +185,7 @@ class EnrolmentRecord(Record, frozen=True, kw_only=True, forbid_unknown_fields=T
     nonce: Nonce
     issued_at: Time
     software: Annotated[str, text(64)]
-    join_token: Annotated[str, text(128)] | None
+    join_token: JoinToken | None
     agent_key: AgentKey
     host: HostEntry
     slots: Annotated[tuple[SlotEntry, ...], msgspec.Meta(min_length=1, max_length=MAX_SLOTS)]
@@ -179,6 +193,8 @@ class EnrolmentRecord(Record, frozen=True, kw_only=True, forbid_unknown_fields=T
 
     def __post_init__(self) -> None:
         check_time(self.issued_at)
+        if self.join_token is not None and (problem := join_token_problem(self.join_token)):
+            raise FieldError("join_token", problem)
 
     @property
     def agent_ed25519(self) -> str:

@@ -46,6 +46,7 @@ def test_flags_write_a_config_that_loads_back_and_report_it_as_json(
 ) -> None:
     config, state, token = tmp_path / "etc" / "config.toml", tmp_path / "state", tmp_path / "tok"
     token.write_text("join-me-1234\n")
+    token.chmod(0o600)
     result = run(
         "enrol", "--non-interactive", "--leader-key", bundle,
         "--bootstrap", PEER, "--bootstrap", PEER_2, "--mdns", "--join-token-file", str(token),

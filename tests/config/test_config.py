@@ -21,6 +21,7 @@ PEER = "/ip4/10.0.0.1/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmwe
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "config.toml"
     path.write_text(text, encoding="utf-8")
+    path.chmod(0o640)  # as 'enrol' writes it: a file with a join token is refused if others read it
     return path
 
 

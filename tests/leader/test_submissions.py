@@ -152,6 +152,7 @@ def test_a_host_held_for_approval_is_refused(
     leader_dir: Path, leader_keys: LeaderKeys, keys: AgentKeys
 ) -> None:
     (leader_dir / "join-tokens").write_text("secret-token\n")
+    (leader_dir / "join-tokens").chmod(0o600)  # a file holding secrets must be private
     w = World(leader_dir, leader_keys)
     try:
         result = w.registrar.ingest(seal_enrolment(record(keys, 1), keys, leader_keys.bundle))

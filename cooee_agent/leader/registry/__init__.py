@@ -4,7 +4,8 @@ replay cache, the assignments sent (for resends) and each host's presence, in on
 
 ``Registry`` holds the connection; the work is done in one module per concern, as functions of
 that connection: ``schema`` (tables, migrations, invariants), ``admission`` (enrolments,
-host_ids, stored assignments), ``presence`` (what was last heard from each host), ``actions``
+host_ids, stored assignments), ``join_tokens`` (tokens kept as salted hashes), ``pending``
+(keys held for an operator), ``presence`` (what was last heard from each host), ``actions``
 (an operator's approve and revoke) and ``views`` (``HostView``, finding a host).
 """
 
@@ -12,12 +13,22 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cooee_agent.leader.registry import actions, admission, presence, schema, views
-from cooee_agent.leader.registry.admission import Enrolment, Outcome, Sealer
+from cooee_agent.leader.registry import (
+    actions,
+    admission,
+    join_tokens,
+    pending,
+    presence,
+    schema,
+    views,
+)
+from cooee_agent.leader.registry.admission import NO_LIMITS, Enrolment, Limits, Outcome, Sealer
+from cooee_agent.leader.registry.join_tokens import JoinToken
+from cooee_agent.leader.registry.pending import PendingKey
 from cooee_agent.leader.registry.presence import PinnedHost
 from cooee_agent.leader.registry.views import HostView
 from cooee_agent.protocol.records import EnrolmentRecord
@@ -59,10 +70,15 @@ class Registry:
         return outcome
 
     def enrol_batch(
-        self, enrolments: Sequence[Enrolment], *, now: datetime, seal: Sealer | None = None
+        self,
+        enrolments: Sequence[Enrolment],
+        *,
+        now: datetime,
+        seal: Sealer | None = None,
+        limits: Limits = NO_LIMITS,
     ) -> list[Outcome]:
         """Apply verified enrolments in one transaction (``admission.enrol_batch``)."""
-        return admission.enrol_batch(self._db, enrolments, now=now, seal=seal)
+        return admission.enrol_batch(self._db, enrolments, now=now, seal=seal, limits=limits)
 
     def stored_assignment(self, enrolment_nonce: str, agent_key: str) -> bytes | None:
         return admission.stored_assignment(self._db, enrolment_nonce, agent_key)
@@ -89,11 +105,52 @@ class Registry:
 
     # -- operator actions ----------------------------------------------------------------------
 
-    def approve(self, selector: str, *, now: datetime, seal: Sealer | None = None) -> HostView:
-        return actions.approve(self._db, selector, now=now, seal=seal)
+    def approve(
+        self,
+        selector: str,
+        *,
+        now: datetime,
+        seal: Sealer | None = None,
+        key: str | None = None,
+    ) -> HostView:
+        """Admit a held host, pinning the pending key whose fingerprint is ``key`` (may be left
+        out when only one key is pending)."""
+        return actions.approve(self._db, selector, now=now, seal=seal, key=key)
 
-    def revoke(self, selector: str) -> HostView:
-        return actions.revoke(self._db, selector)
+    def revoke(self, selector: str, *, now: datetime | None = None) -> HostView:
+        return actions.revoke(self._db, selector, now=now or datetime.now(UTC))
+
+    def forget(
+        self, selector: str, *, now: datetime, grace: timedelta = actions.FORGET_GRACE
+    ) -> HostView:
+        """Delete a host revoked at least ``grace`` ago, freeing its host_id."""
+        return actions.forget(self._db, selector, now=now, grace=grace)
+
+    def pending_keys(self, selector: str) -> list[PendingKey]:
+        """Every key claiming the host that waits for an operator, oldest first."""
+        return pending.held(self._db, views.find(self._db, selector)["row"])
+
+    # -- join tokens ---------------------------------------------------------------------------
+
+    def create_join_token(
+        self,
+        *,
+        now: datetime,
+        uses: int = 1,
+        expires_at: datetime | None = None,
+        note: str | None = None,
+    ) -> tuple[int, str]:
+        """A new join token: (id, token); only its salted hash is kept."""
+        return join_tokens.create(self._db, now=now, uses=uses, expires_at=expires_at, note=note)
+
+    def list_join_tokens(self) -> list[JoinToken]:
+        return join_tokens.listing(self._db)
+
+    def revoke_join_token(self, token_id: int, *, now: datetime) -> JoinToken:
+        return join_tokens.revoke(self._db, token_id, now=now)
+
+    def join_tokens_configured(self) -> bool:
+        return join_tokens.configured(self._db)
 
     # -- queries -------------------------------------------------------------------------------
 

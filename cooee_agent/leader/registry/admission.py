@@ -11,12 +11,15 @@ import hmac
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+
+import msgspec
 
 from cooee_agent.identity import token as codec
 from cooee_agent.leader.database import transaction
 from cooee_agent.leader.errors import HostIdExhausted
+from cooee_agent.leader.registry import join_tokens, pending
 from cooee_agent.protocol.records import TOKEN_VERSION, EnrolmentRecord, SlotToken, now_text
 from cooee_agent.protocol.schema import canonical
 
@@ -31,14 +34,40 @@ Sealer = Callable[[EnrolmentRecord, int, tuple[SlotToken, ...]], bytes]
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on first contact, so a flood of forged enrolments can neither fill the registry
+    with pending hosts nor take every host_id in a minute."""
+
+    # Hosts held for an operator at once; past it a new tokenless host is refused
+    # (``pending-full``) without a row. A host with a valid join token is admitted regardless.
+    max_pending: int = 256
+    # New hosts admitted on first contact (no operator) in any 60 s; past it, ``rate-limited``.
+    admissions_per_minute: int = 60
+
+
+# What the registry applies unless told otherwise: an operator ingesting by hand, or a program
+# using the registry directly, admits what it is given. ``leader serve`` faces the mesh and
+# applies ``Limits()``.
+NO_LIMITS = Limits(max_pending=2**62, admissions_per_minute=2**62)
+# Refusals that leave no trace in the registry, the nonce included: the agent's outbox resends
+# the same envelope, and it must be admitted once there is room.
+UNRECORDED = ("rate-limited", "pending-full")
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """What the registry decided: ``accepted`` or a registry reason, with the host's tokens."""
 
-    reason: str  # accepted | replayed | pending | not-approved | revoked | exhausted
+    # accepted | replayed | pending | not-approved | revoked | exhausted | rate-limited |
+    # pending-full
+    reason: str
     detail: str
     host_id: int | None = None
     tokens: tuple[SlotToken, ...] = ()
     assignment_envelope: bytes | None = None
+    # Fingerprints of the keys that claimed this host besides the one admitted or held now:
+    # someone else enrols under its name (an operator is called).
+    competing: tuple[str, ...] = ()
 
     @property
     def accepted(self) -> bool:
@@ -47,7 +76,9 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Enrolment:
-    """A verified enrolment to apply; ``admitted`` is False when a new host lacks a join token."""
+    """A verified enrolment to apply. ``admitted``: a new host may join without an operator (no
+    join tokens required, or a token from the Leader's file); otherwise it needs a live token
+    of the registry's, spent here, or it is held for ``leader approve``."""
 
     record: EnrolmentRecord
     nonce_expires_at: int
@@ -60,6 +91,7 @@ def enrol_batch(
     *,
     now: datetime,
     seal: Sealer | None = None,
+    limits: Limits = NO_LIMITS,
 ) -> list[Outcome]:
     """Apply verified enrolments in one transaction (group commit), each in its own savepoint:
     one that is refused leaves the others, and all become durable together, before any answer
@@ -70,99 +102,155 @@ def enrol_batch(
     ``seal(record, host_id, tokens)`` makes the assignment envelope, which is stored in the same
     transaction (``stored_assignment`` finds it for a resent enrolment).
     """
-    stamp = now_text(now)
     outcomes = []
     with transaction(db):
         db.execute("DELETE FROM nonces WHERE expires_at < ?", (int(now.timestamp()),))
         for enrolment in enrolments:
             db.execute("SAVEPOINT enrolment")
             try:
-                outcome = _enrol_one(db, enrolment, stamp, seal)
+                outcome = _enrol_one(db, enrolment, now, seal, limits)
             except HostIdExhausted as error:
                 db.execute("ROLLBACK TO enrolment")
                 outcome = Outcome("exhausted", str(error))
+            if outcome.reason in UNRECORDED:
+                db.execute("ROLLBACK TO enrolment")
             db.execute("RELEASE enrolment")
             outcomes.append(outcome)
     return outcomes
 
 
 def _enrol_one(
-    db: sqlite3.Connection, enrolment: Enrolment, stamp: str, seal: Sealer | None
+    db: sqlite3.Connection,
+    enrolment: Enrolment,
+    now: datetime,
+    seal: Sealer | None,
+    limits: Limits,
 ) -> Outcome:
     record = enrolment.record
+    stamp = now_text(now)
     if db.execute("SELECT 1 FROM nonces WHERE nonce = ?", (record.nonce,)).fetchone():
         return Outcome("replayed", f"nonce {record.nonce} was already seen")
     db.execute("INSERT INTO nonces VALUES (?, ?)", (record.nonce, enrolment.nonce_expires_at))
-    outcome = _enrol_host(db, record, stamp, enrolment.admitted)
+    outcome = _enrol_host(db, enrolment, now, limits)
     if outcome.accepted and seal is not None:
         assert outcome.host_id is not None
         envelope = seal(record, outcome.host_id, outcome.tokens)
         store_assignment(db, record, envelope, stamp)
-        return Outcome(outcome.reason, outcome.detail, outcome.host_id, outcome.tokens, envelope)
+        return replace(outcome, assignment_envelope=envelope)
     return outcome
 
 
 def _enrol_host(
-    db: sqlite3.Connection, record: EnrolmentRecord, stamp: str, admitted: bool
+    db: sqlite3.Connection, enrolment: Enrolment, now: datetime, limits: Limits
 ) -> Outcome:
+    record = enrolment.record
+    stamp = now_text(now)
     host = db.execute(
         "SELECT * FROM hosts WHERE hostname = ? AND mac = ?",
         (record.host.hostname, record.host.mac),
     ).fetchone()
     name = f"{record.host.hostname} ({record.host.mac})"
-    document = canonical(record).decode("utf-8")
-    if host is None:
-        if not admitted:
-            db.execute(
-                "INSERT INTO hosts (hostname, mac, status, pending_ed25519, pending_age,"
-                " pending_record, first_seen) VALUES (?, ?, 'pending', ?, ?, ?, ?)",
-                (
-                    record.host.hostname,
-                    record.host.mac,
-                    record.agent_ed25519,
-                    record.agent_age,
-                    document,
-                    stamp,
-                ),
-            )
-            return Outcome(
-                "not-approved",
-                f"new host {name} has no valid join token; held for 'leader approve'",
-            )
-        host_id = free_host_id(db)
-        cursor = db.execute(
-            "INSERT INTO hosts (host_id, hostname, mac, status, first_seen)"
-            " VALUES (?, ?, ?, 'active', ?)",
-            (host_id, record.host.hostname, record.host.mac, stamp),
-        )
-        row = cursor.lastrowid
-        assert row is not None
-        tokens = apply_record(db, row, host_id, record, document, stamp)
-        log.info("admitted new host %s as host_id %d", name, host_id)
-        return Outcome("accepted", f"new host {name}", host_id, tokens)
-    if host["status"] == "revoked":
+    # Kept without its join token: a secret must not sit in clear in the registry.
+    document = canonical(msgspec.structs.replace(record, join_token=None)).decode("utf-8")
+    if host is not None and host["status"] == "revoked":
         return Outcome("revoked", f"host {name} was revoked by an operator")
-    if host["status"] == "pending":
-        db.execute(
-            "UPDATE hosts SET pending_ed25519 = ?, pending_age = ?, pending_record = ?"
-            " WHERE row = ?",
-            (record.agent_ed25519, record.agent_age, document, host["row"]),
-        )
-        return Outcome("not-approved", f"host {name} waits for 'leader approve'")
+    if host is None or host["status"] == "pending":
+        return _first_contact(db, host, enrolment, document, now, limits)
     if not hmac.compare_digest(host["ed25519"], record.agent_ed25519):
-        db.execute(
-            "UPDATE hosts SET pending_ed25519 = ?, pending_age = ?, pending_record = ?"
-            " WHERE row = ?",
-            (record.agent_ed25519, record.agent_age, document, host["row"]),
-        )
+        claims = pending.hold(db, host["row"], record, document, stamp)
         return Outcome(
             "pending",
             f"host {name} returned with a different agent key; "
             "held until an operator runs 'leader approve'",
             host["host_id"],
+            competing=_others(claims, record.agent_ed25519) if len(claims) > 1 else (),
         )
     tokens = apply_record(db, host["row"], host["host_id"], record, document, stamp)
     return Outcome("accepted", f"known host {name}", host["host_id"], tokens)
+
+
+def _first_contact(
+    db: sqlite3.Connection,
+    host: sqlite3.Row | None,
+    enrolment: Enrolment,
+    document: str,
+    now: datetime,
+    limits: Limits,
+) -> Outcome:
+    """A host without a host_id: admit it (join token or open Leader), or hold its key.
+
+    A valid token admits the host whatever is pending under its name: a tokenless claimant
+    that came first must not be able to squat a name the real host holds a token for.
+    """
+    record = enrolment.record
+    stamp = now_text(now)
+    name = f"{record.host.hostname} ({record.host.mac})"
+    token_id = None
+    if not enrolment.admitted and record.join_token is not None:
+        token_id = join_tokens.find(db, record.join_token, now=now)
+    if enrolment.admitted or token_id is not None:
+        if _admitted_since(db, now.timestamp() - 60) >= limits.admissions_per_minute:
+            # Nothing is recorded (UNRECORDED): the token stays unspent and the agent's resend
+            # of this very envelope is admitted once the minute allows.
+            return Outcome(
+                "rate-limited",
+                f"new host {name} refused: {limits.admissions_per_minute} new hosts were "
+                "admitted in the last minute; it is admitted when it enrols again later",
+            )
+        if token_id is not None:
+            join_tokens.spend(db, token_id)
+        host_id = free_host_id(db)
+        if host is None:
+            cursor = db.execute(
+                "INSERT INTO hosts (hostname, mac, status, first_seen) VALUES (?, ?, 'active', ?)",
+                (record.host.hostname, record.host.mac, stamp),
+            )
+            assert cursor.lastrowid is not None
+            row = cursor.lastrowid
+            others: tuple[str, ...] = ()
+        else:
+            row = host["row"]
+            others = _others(pending.held(db, row), record.agent_ed25519)
+            pending.clear(db, row)
+        db.execute(
+            "UPDATE hosts SET host_id = ?, admitted_at = ? WHERE row = ?",
+            (host_id, now.timestamp(), row),
+        )
+        tokens = apply_record(db, row, host_id, record, document, stamp)
+        log.info("admitted new host %s as host_id %d", name, host_id)
+        return Outcome("accepted", f"new host {name}", host_id, tokens, competing=others)
+    if host is None:
+        held_now = db.execute("SELECT count(*) FROM hosts WHERE status = 'pending'").fetchone()[0]
+        if held_now >= limits.max_pending:
+            return Outcome(
+                "pending-full",
+                f"new host {name} has no valid join token and {held_now} hosts already wait "
+                "for 'leader approve'; it is not held",
+            )
+        cursor = db.execute(
+            "INSERT INTO hosts (hostname, mac, status, first_seen) VALUES (?, ?, 'pending', ?)",
+            (record.host.hostname, record.host.mac, stamp),
+        )
+        assert cursor.lastrowid is not None
+        pending.hold(db, cursor.lastrowid, record, document, stamp)
+        return Outcome(
+            "not-approved", f"new host {name} has no valid join token; held for 'leader approve'"
+        )
+    claims = pending.hold(db, host["row"], record, document, stamp)
+    return Outcome(
+        "not-approved",
+        f"host {name} waits for 'leader approve'",
+        competing=_others(claims, record.agent_ed25519) if len(claims) > 1 else (),
+    )
+
+
+def _others(claims: Sequence[pending.PendingKey], key: str) -> tuple[str, ...]:
+    return tuple(claim.fingerprint for claim in claims if claim.ed25519 != key)
+
+
+def _admitted_since(db: sqlite3.Connection, since: float) -> int:
+    row = db.execute("SELECT count(*) FROM hosts WHERE admitted_at > ?", (since,)).fetchone()
+    return int(row[0])
 
 
 def free_host_id(db: sqlite3.Connection) -> int:

@@ -6,7 +6,8 @@ import sqlite3
 from pathlib import Path
 
 from cooee_agent.identity import token as codec
-from cooee_agent.leader.database import add_missing_columns, open_database
+from cooee_agent.leader.database import add_missing_columns, open_database, transaction
+from cooee_agent.leader.registry import join_tokens, pending
 from cooee_agent.protocol.records import TOKEN_VERSION, EnrolmentRecord
 from cooee_agent.protocol.schema import loads
 
@@ -75,14 +76,39 @@ CREATE TABLE IF NOT EXISTS presence (
 ADDED_COLUMNS = (
     ("presence", "heard", "INTEGER NOT NULL DEFAULT 0"),
     ("presence", "missed", "INTEGER NOT NULL DEFAULT 0"),
+    # When a host was admitted on first contact (seconds since the epoch): the admissions per
+    # minute are counted from it. NULL for hosts an operator approved.
+    ("hosts", "admitted_at", "REAL"),
+    # When an operator revoked the host: 'leader forget' frees its id a grace period later.
+    ("hosts", "revoked_at", "TEXT"),
 )
 
 
 def open_registry(path: Path, *, busy_timeout_s: float) -> sqlite3.Connection:
     """Open (creating) the registry file, brought up to this release's schema."""
-    db = open_database(path, SCHEMA, busy_timeout_s=busy_timeout_s)
+    db = open_database(
+        path,
+        ";".join((SCHEMA, join_tokens.SCHEMA, pending.SCHEMA)),
+        busy_timeout_s=busy_timeout_s,
+    )
     add_missing_columns(db, ADDED_COLUMNS)
+    with transaction(db):
+        pending.backfill(db)
+        _scrub_join_tokens(db)
     return db
+
+
+def _scrub_join_tokens(db: sqlite3.Connection) -> None:
+    """Older releases kept each enrolment record with its join token in clear: drop them."""
+    for table, column in (
+        ("hosts", "record"),
+        ("hosts", "pending_record"),
+        ("pending_keys", "record"),
+    ):
+        db.execute(
+            f"UPDATE {table} SET {column} = json_set({column}, '$.join_token', json('null'))"
+            f" WHERE json_extract({column}, '$.join_token') IS NOT NULL"
+        )
 
 
 def check(db: sqlite3.Connection) -> list[str]:

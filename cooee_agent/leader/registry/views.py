@@ -9,6 +9,7 @@ from typing import Any
 from cooee_agent.files import shown
 from cooee_agent.identity.canonical import normalise_mac
 from cooee_agent.leader.errors import RegistryError
+from cooee_agent.leader.registry.pending import key_fingerprint
 from cooee_agent.protocol.schema import loads
 
 # How the announced slot states sum up to one word for the host, worst first.
@@ -49,6 +50,13 @@ class HostView:
     slots: tuple[dict[str, Any], ...]
     agents: tuple[dict[str, Any], ...]
     presence: Presence | None = None
+    # Every key waiting for an operator's decision on this host: (fingerprint, last seen).
+    pending_keys: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def key_fingerprint(self) -> str | None:
+        """The pinned key's fingerprint (what 'leader approve' printed when it pinned it)."""
+        return None if self.ed25519 is None else key_fingerprint(self.ed25519)
 
     @property
     def state(self) -> str:
@@ -65,6 +73,11 @@ class HostView:
             "status": self.status,
             "key_change_pending": self.key_change_pending,
             "ed25519": self.ed25519,
+            "key_fingerprint": self.key_fingerprint,
+            "pending_keys": [
+                {"fingerprint": fingerprint, "seen_at": seen}
+                for fingerprint, seen in self.pending_keys
+            ],
             "first_seen": self.first_seen,
             "last_enrolled": self.last_enrolled,
             "slots": [
@@ -145,6 +158,14 @@ def view(db: sqlite3.Connection, row: int) -> HostView:
             for a in agents
         ),
         presence=presence,
+        pending_keys=tuple(
+            (key_fingerprint(r["ed25519"]), r["seen_at"])
+            for r in db.execute(
+                "SELECT ed25519, seen_at FROM pending_keys WHERE host_row = ?"
+                " ORDER BY seen_at, rowid",
+                (row,),
+            )
+        ),
     )
 
 
