@@ -6,8 +6,9 @@ them to what it stores for others (PUT), to what it gets back (GET), and to its 
 
 What py-libp2p 0.8.1's KadDHT does and this module adds:
 - it never puts a connected peer into its routing table by itself (only peers that open a DHT
-  stream to it): ``DhtService.maintain`` adds the connected peers and refreshes the table at
-  once when a peer connects and then every ``DhtSettings.refresh_interval``;
+  stream to it, clients included: ``libp2p_patches.route_to_servers_only``):
+  ``DhtService.maintain`` adds the connected servers and refreshes the table at once when a
+  bootstrap peer connects and then every ``DhtSettings.refresh_interval``;
 - ``get_value`` returns a local copy without asking the validator or the network (an expired or
   superseded record would be served until the store's 24 h TTL): ``get`` asks the network with
   the local copy set aside, and keeps the better of the two that the rules accept;
@@ -42,6 +43,9 @@ class DhtSettings:
     server: bool = True
     refresh_interval: float = 60.0  # seconds between routing-table refreshes
     query_timeout: float = 15.0  # one whole put or get
+    # A get stops once this many peers returned an acceptable value (0: asks every peer the
+    # lookup finds). The best of those wins; the Leader puts to all of the closest peers.
+    get_quorum: int = 0
 
 
 class DhtService:
@@ -50,6 +54,10 @@ class DhtService:
     def __init__(self, host: Any, settings: DhtSettings, rules: RecordRules) -> None:
         from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
         from libp2p.records.validator import NamespacedValidator, Validator
+
+        from cooee_agent.bus.libp2p_patches import apply_dht_patches
+
+        apply_dht_patches()
 
         class _Adapter(Validator):  # type: ignore[misc]
             def validate(self, key: str, value: bytes) -> None:
@@ -117,7 +125,7 @@ class DhtService:
                 logger.debug("dropping the local copy of %s: %s", key, error)
         found = None
         with trio.move_on_after(self.settings.query_timeout):
-            found = await self.dht.get_value(key)
+            found = await self.dht.get_value(key, quorum=self.settings.get_quorum)
         if found is not None:
             candidates.append(found)
         if not candidates:

@@ -215,6 +215,23 @@ def serve(
         "mesh connect to each other (agents follow them with [mesh] peer_exchange = true). "
         "Off by default: docs/PROTOCOL.md section 8 says what it costs.",
     ),
+    dht: bool = typer.Option(
+        False,
+        "--dht/--no-dht",
+        help="Run the Kademlia DHT and put a sealed record per host in it, so enrolled hosts "
+        "resolve tokens while this Leader is down (resolve --mesh). Assignments then carry the "
+        "read key, which agents older than the DHT refuse: upgrade them first.",
+    ),
+    dht_refresh: float = typer.Option(
+        60.0, "--dht-refresh", min=0.5, max=3600, help="Seconds between DHT table refreshes."
+    ),
+    dht_lifetime: int = typer.Option(
+        3600,
+        "--dht-lifetime",
+        min=60,
+        max=7 * 86400,
+        help="Seconds a host record stays valid; put again every quarter of it.",
+    ),
 ) -> None:
     """Serve on the COOEE mesh until SIGTERM: enrolments, availability, calls.
 
@@ -226,6 +243,7 @@ def serve(
 
     from cooee_agent.agent.logs import setup_logging
     from cooee_agent.agent.systemd import Notifier
+    from cooee_agent.leader.host_records import PublishSettings
     from cooee_agent.leader.node import LeaderNode
 
     setup_logging("debug" if STATE.debug else "info")
@@ -240,6 +258,9 @@ def serve(
         offline_after=offline_after,
         max_age_s=max_age,
         peer_exchange=peer_exchange,
+        dht=dht,
+        dht_refresh_s=dht_refresh,
+        publish=PublishSettings(lifetime_s=dht_lifetime, republish_s=dht_lifetime / 4),
     ) as node:
         for addr in node.addrs:
             typer.echo(addr)

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import TracebackType
 
 from cooee_agent.atomic import replace_file
+from cooee_agent.leader.host_records import PublishSettings
 from cooee_agent.protocol.sealing import Window
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,9 @@ class LeaderNode:
         offline_after: float | None = None,
         max_age_s: int = 600,
         peer_exchange: bool = False,
+        dht: bool = False,
+        dht_refresh_s: float = 60.0,
+        publish: PublishSettings | None = None,
     ) -> None:
         from cooee_agent.bus.mesh_config import MeshConfig
         from cooee_agent.bus.mesh_transport import start_mesh
@@ -42,17 +46,40 @@ class LeaderNode:
         self.registrar = Registrar(state_dir, window=Window(max_age_s=max_age_s))
         self.calls = CallBook(state_dir / CALLS_FILE)
         self.mesh = None
+        self.publisher = None
         try:
+            rules = None
+            dht_settings = None
+            if dht:
+                from cooee_agent.bus.dht import DhtSettings
+                from cooee_agent.leader.host_records import ReadKey, leader_rules
+
+                self.registrar.read_key = ReadKey(state_dir)
+                rules = leader_rules(self.registrar.keys, self.registrar.read_key)
+                dht_settings = DhtSettings(refresh_interval=dht_refresh_s)
             config = MeshConfig(
                 state_dir=state_dir,
                 listen=tuple(listen),
                 bootstrap=tuple(bootstrap),
                 peer_exchange=peer_exchange,
+                dht=dht_settings,
             )
-            self.mesh = start_mesh(config, validator=envelope_validator)
+            self.mesh = start_mesh(config, validator=envelope_validator, dht_rules=rules)
             self.dispatcher = Dispatcher(
                 self.registrar, self.mesh, calls=self.calls, offline_after=offline_after
             )
+            if dht:
+                from cooee_agent.leader.host_records import HostRecordPublisher, reissuer
+
+                self.publisher = HostRecordPublisher(
+                    state_dir,
+                    self.registrar.keys,
+                    self.registrar.read_key,
+                    self.mesh.dht_put,
+                    reissuer(self.registrar, self.mesh.publish),
+                    rules=rules,
+                    settings=publish,
+                )
             self.addrs: list[str] = self.mesh.addrs()
             _write_addrs(self.addrs_file, self.addrs)
         except BaseException:
@@ -73,7 +100,18 @@ class LeaderNode:
         return str(self.registrar.keys.bundle.fingerprint)
 
     def run(self, stop: threading.Event) -> None:
-        self.dispatcher.run(stop)
+        publishing = None
+        if self.publisher is not None:
+            publishing = threading.Thread(
+                target=self.publisher.run, args=(stop,), name="cooee-host-records", daemon=True
+            )
+            publishing.start()
+        try:
+            self.dispatcher.run(stop)
+        finally:
+            stop.set()
+            if publishing is not None:
+                publishing.join(timeout=30)
 
     def close(self) -> None:
         dispatcher = getattr(self, "dispatcher", None)

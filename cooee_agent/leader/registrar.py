@@ -14,7 +14,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cooee_agent.errors import TransportError
 from cooee_agent.leader.handled import Handled
@@ -115,6 +115,9 @@ class Registrar:
             else _read_join_tokens(state_dir / JOIN_TOKENS_FILE)
         )
         self.registry = Registry(state_dir / REGISTRY_FILE)
+        # Set when the Leader runs the DHT: assignments then carry the read key (its
+        # ``secret``), which agents before the field refuse (docs/PROTOCOL.md section 10).
+        self.read_key: Any = None
 
     def close(self) -> None:
         self.registry.close()
@@ -132,8 +135,15 @@ class Registrar:
             return False
         return any(hmac.compare_digest(join_token, known) for known in self.join_tokens)
 
+    def sealer(self, moment: datetime):  # type: ignore[no-untyped-def]
+        """``seal(record, host_id, tokens)``: the assignment envelope answering ``record``."""
+        return self._sealer(moment)
+
     def _sealer(self, moment: datetime):  # type: ignore[no-untyped-def]
+        read_key = self.read_key
+
         def seal(record: EnrolmentRecord, host_id: int, tokens: tuple[SlotToken, ...]) -> bytes:
+            extra = {} if read_key is None else {"read_key": read_key.secret}
             assignment = Assignment(
                 nonce=new_nonce(),
                 issued_at=now_text(moment),
@@ -143,6 +153,7 @@ class Registrar:
                 hostname=record.host.hostname,
                 mac=record.host.mac,
                 slots=tokens,
+                **extra,
             )
             return seal_assignment(assignment, self.keys, record.agent_age, sent_at=moment)
 

@@ -27,7 +27,7 @@ from cooee_agent.protocol.envelope import Signature
 from cooee_agent.protocol.errors import RejectedError
 from cooee_agent.protocol.keys import raw_public, verify_signature
 from cooee_agent.protocol.records import (
-    AgentKey,
+    MAX_SLOTS,
     AgeRecipient,
     Count,
     Ed25519Key,
@@ -97,8 +97,8 @@ class HostInfo(Record, frozen=True, kw_only=True, forbid_unknown_fields=True):
     status: Status
     hostname: Hostname
     mac: Mac
-    agent_key: AgentKey
-    slots: Annotated[tuple[SlotTuples, ...], msgspec.Meta(max_length=64)]
+    agent_key: Ed25519Key | None  # the host's pinned agent key (base64url Ed25519)
+    slots: Annotated[tuple[SlotTuples, ...], msgspec.Meta(max_length=MAX_SLOTS)]
 
     def __post_init__(self) -> None:
         check_time(self.issued_at)

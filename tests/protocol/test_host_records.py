@@ -27,7 +27,7 @@ from cooee_agent.protocol.host_records import (
     seal_host_record,
 )
 from cooee_agent.protocol.keys import raw_public
-from cooee_agent.protocol.records import AgentKey, Assignment, SlotToken, TupleFields, now_text
+from cooee_agent.protocol.records import Assignment, SlotToken, TupleFields, now_text
 from cooee_agent.protocol.schema import canonical, loads
 
 NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
@@ -44,10 +44,7 @@ def info(host_id: int = 7, seq: int = 1, status: str = "active") -> HostInfo:
         status=status,  # type: ignore[arg-type]
         hostname="gpu-01",
         mac="aabbccddee01",
-        agent_key=AgentKey(
-            ed25519=b64.encode(raw_public(Ed25519PrivateKey.generate())),
-            age=str(x25519.Identity.generate().to_public()),
-        ),
+        agent_key=b64.encode(raw_public(Ed25519PrivateKey.generate())),
         slots=(
             SlotTuples(
                 slot=0,
