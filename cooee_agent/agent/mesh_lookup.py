@@ -31,8 +31,6 @@ from cooee_agent.protocol.host_records import (
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5.0  # for the first peer to answer the dial
-# Answers that end a lookup: more than one, so one stale peer cannot decide it alone.
-GET_QUORUM = 3
 
 
 class HostLookupError(CooeeError):
@@ -74,7 +72,7 @@ def local_agent_addr(config: Config) -> str | None:
 
 
 def lookup_host(
-    config: Config, host_id: int, *, timeout: float = 15.0, quorum: int = GET_QUORUM
+    config: Config, host_id: int, *, timeout: float = 15.0, quorum: int = 3
 ) -> HostInfo:
     """The opened record of ``host_id``; HostLookupError naming why not."""
     from cooee_agent.agent.host_record_keeper import agent_rules, stored_read_key

@@ -156,7 +156,9 @@ class MeshNode:
         ):
             if self._dht is not None:
                 await services.enter_async_context(background_trio_service(self._dht.dht))
-                nursery.start_soon(self._dht.maintain)
+                if config.dht is not None and config.dht.server:
+                    # A client asks its connected peers and the peers they name; no table.
+                    nursery.start_soon(self._dht.maintain)
             # 0.8.1 logs a failed listen (e.g. port in use) and carries on deaf: refuse that.
             listening = len(host.get_network().listeners)
             if listening == 0:

@@ -91,6 +91,8 @@ def _from_dht(config: Path | None, host_id: int) -> dict[str, Any]:
     from cooee_agent.identity.canonical import tuple_key
 
     if not STATE.debug:
+        import libp2p  # noqa: F401  (its import resets its loggers: silence them after it)
+
         # The library logs every peer it fails to dial at WARNING: a lookup with the Leader
         # down is full of those, and none of them is the answer.
         logging.getLogger("libp2p").setLevel(logging.CRITICAL)

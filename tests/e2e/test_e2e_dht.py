@@ -9,10 +9,13 @@ import signal
 import sys
 from typing import Any
 
+import pytest
 from e2eharness import Agent, World
 from process_support import ENTRY, cli, until
 
 AGENTS = 5
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def start_dht_leader(world: World) -> None:
