@@ -141,3 +141,33 @@ def _until_tables_hold(nodes: list[MeshTransport], peers: int) -> None:
     while any(len(n.dht_peers()) < peers for n in nodes):
         assert time.monotonic() < deadline, [len(n.dht_peers()) for n in nodes]
         time.sleep(0.1)
+
+
+def test_a_client_that_asked_is_kept_out_of_the_routing_tables(
+    dht_nodes: Callable[..., MeshTransport], tmp_path: Path
+) -> None:
+    # libp2p_patches.route_to_servers_only: 0.8.1 adds every peer that opens a DHT stream.
+    leader = dht_nodes("leader")
+    leader.dht_put(KEY, value(seq=1))
+    config = MeshConfig(
+        state_dir=tmp_path / "client",
+        listen=("/ip4/127.0.0.1/tcp/0",),
+        bootstrap=tuple(multiaddrs_of(leader)),
+        topics=(),
+        dht=DhtSettings(server=False),
+    )
+    honest = HostRecordRules(trusted={raw_public(LEADER)}, read_key=str(READ.to_public()))
+    with start_mesh(config, dht_rules=honest) as client:
+        _until_connected(client)
+        assert _seq_of(client.dht_get(KEY)) == 1
+        leader.dht_refresh()
+        assert client.peer_id not in leader.dht_peers()
+
+
+def _until_connected(node: MeshTransport) -> None:
+    import time
+
+    deadline = time.monotonic() + 30
+    while not node.peers():
+        assert time.monotonic() < deadline, "no connection"
+        time.sleep(0.05)

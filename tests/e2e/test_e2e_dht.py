@@ -91,3 +91,10 @@ def test_every_agent_resolves_every_token_over_the_dht_with_the_leader_down(worl
         assert agent.process is not None and agent.process.alive, (
             agent.process and agent.process.tail()
         )
+
+    # A token of a host nobody has: said plainly, exit 1.
+    from cooee_agent.identity import token as codec
+
+    missing = cli("resolve", codec.encode(1, 999, 0), "--mesh", "--config", str(agents[0].config))
+    assert missing.returncode == 1
+    assert "holds no record for /cooee/host/999" in missing.stderr, missing.stderr
