@@ -177,7 +177,7 @@ class Enrolment:
         everything else quietly."""
         from cooee_agent.protocol import open_assignment
 
-        if self._pending is None:
+        if self._pending is None and self.assignment is None:
             return None
         assignment = None
         for bundle in self.bundles:
@@ -188,7 +188,9 @@ class Enrolment:
                 log.debug("ignoring an assignment: %s", error)
         if assignment is None:
             return None
-        if assignment.enrolment_nonce not in self._pending["nonces"]:
+        if self._is_reissue(assignment):
+            return self._take_reissue(assignment)
+        if self._pending is None or assignment.enrolment_nonce not in self._pending["nonces"]:
             log.debug("ignoring an assignment for enrolment %s", assignment.enrolment_nonce)
             return None
         identity = self.identity
@@ -224,6 +226,34 @@ class Enrolment:
         if previous is not None and previous.host_id != assignment.host_id:
             log.warning("host_id changed from %d to %d", previous.host_id, assignment.host_id)
         return assignment
+
+    def _is_reissue(self, assignment: Any) -> bool:
+        """The Leader sent the assignment we hold again (same enrolment, host and tokens), as
+        it does after rotating the DHT read key: taken without enrolling."""
+        current = self.assignment
+        return (
+            current is not None
+            and assignment.enrolment_nonce == current.enrolment_nonce
+            and (assignment.host_id, assignment.hostname, assignment.mac, assignment.slots)
+            == (current.host_id, current.hostname, current.mac, current.slots)
+        )
+
+    def _take_reissue(self, assignment: Any) -> Any:
+        if assignment.read_key == self.assignment.read_key:
+            return None
+        stored = read_json(self.state_dir / ASSIGNMENT_FILE)
+        identity = stored.get("identity") if isinstance(stored, dict) else None
+        write_json(
+            self.state_dir / ASSIGNMENT_FILE,
+            {
+                "identity": identity or self._assignment_identity,
+                "received_at": iso(self._wall()),
+                "assignment": assignment.to_dict(),
+            },
+        )
+        self.assignment = assignment
+        log.info("took the re-issued assignment of host %d (new read key)", assignment.host_id)
+        return None
 
 
 def leader_bundles(config: Config) -> list[Any]:

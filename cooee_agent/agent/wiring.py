@@ -37,7 +37,14 @@ def real_usage(config: Config) -> UsageProbe:
 def real_transport(config: Config) -> Transport:
     from cooee_agent.bus.mesh_transport import start_mesh
 
-    return start_mesh(mesh_config(config))
+    if not config.mesh.dht:
+        return start_mesh(mesh_config(config))
+    from cooee_agent.agent.host_record_keeper import HostRecordKeeper, agent_rules
+
+    rules = agent_rules(config)
+    transport = start_mesh(mesh_config(config), dht_rules=rules)
+    HostRecordKeeper(transport, rules, config.state_dir).start()
+    return transport
 
 
 def mesh_config(config: Config) -> MeshConfig:
@@ -52,6 +59,11 @@ def mesh_config(config: Config) -> MeshConfig:
     from cooee_agent.protocol.kinds import TOPIC_AVAILABILITY, TOPICS
 
     relay = config.mesh.relay_availability
+    dht = None
+    if config.mesh.dht:
+        from cooee_agent.bus.dht import DhtSettings
+
+        dht = DhtSettings(refresh_interval=config.mesh.dht_refresh)
     return MeshConfig(
         state_dir=config.state_dir,
         listen=(config.mesh.listen,),
@@ -60,6 +72,7 @@ def mesh_config(config: Config) -> MeshConfig:
         peer_exchange=config.mesh.peer_exchange,
         topics=TOPICS if relay else tuple(t for t in TOPICS if t != TOPIC_AVAILABILITY),
         publish_only=() if relay else (TOPIC_AVAILABILITY,),
+        dht=dht,
     )
 
 

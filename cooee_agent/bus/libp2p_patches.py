@@ -417,3 +417,34 @@ def queue_only_for_peers_being_identified(gossipsub_class: Any) -> None:
     _once(gossipsub_class, "add_peer", add_peer)
     _once(gossipsub_class, "remove_peer", remove_peer)
     _once(gossipsub_class, "_prune_pending_messages", _prune_pending_messages)
+
+
+def apply_dht_patches() -> None:
+    """The Kademlia defects, patched when a node runs the DHT (``bus.dht``)."""
+    from libp2p.kad_dht.kad_dht import KadDHT
+
+    route_to_servers_only(KadDHT)
+
+
+def route_to_servers_only(kad_dht_class: Any) -> None:
+    """Put a peer into the routing table only once identify says it serves the DHT protocol.
+
+    0.8.1 adds every peer that opens a DHT stream, "so it must be a server", and a peer whose
+    protocols are not yet known: a client (``resolve --mesh``, which asks and goes) lands in
+    the tables, is handed to others as a closer peer, and every later lookup dials its dead
+    address and stores the value there again ("entry correction"). The Kademlia spec keeps
+    clients out of routing tables; so does this. Servers found later (a refresh, a lookup's
+    answers) are added then.
+    """
+    from libp2p.kad_dht.common import PROTOCOL_ID
+
+    async def add_peer(self: Any, peer_id: Any, *, skip_server_mode_check: bool = False) -> bool:
+        try:
+            protocols = self.host.get_peerstore().get_protocols(peer_id) or []
+        except Exception:
+            protocols = []
+        if str(PROTOCOL_ID) not in protocols:
+            return False
+        return bool(await self.routing_table.add_peer(peer_id, skip_server_mode_check=True))
+
+    _once(kad_dht_class, "add_peer", add_peer)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cooee_agent.bus.dht import DhtSettings
 from cooee_agent.bus.limits import RateLimit
 from cooee_agent.protocol.kinds import TOPICS
 
@@ -42,3 +43,5 @@ class MeshConfig:
     redial_base: float = 0.5
     redial_cap: float = 30.0
     dial_timeout: float = 10.0
+    # Kademlia on the same host (bus.dht); None runs none. The node then needs record rules.
+    dht: DhtSettings | None = None

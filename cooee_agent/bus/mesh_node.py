@@ -21,6 +21,7 @@ What 0.8.1 does by default and this module changes (see docs/PROTOCOL.md, sectio
 - no redial, and a failed dial blocks the peer for 60 s: each bootstrap peer has a task that
   clears that negative cache and redials with exponential backoff and jitter.
 - mDNS and UPnP: UPnP always off, mDNS only when ``MeshConfig.mdns`` is set.
+- Kademlia: only with ``MeshConfig.dht``, on this same host and port (``bus.dht``).
 - a listen that fails (port taken) is only logged, and SO_REUSEPORT lets a second node share a
   taken port: a fixed port is probed with a plain bind first, and a node that listens on
   nothing stops with TransportError.
@@ -35,6 +36,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from cooee_agent.bus.dht import DhtService, RecordRules
 from cooee_agent.bus.libp2p_patches import apply_patches
 from cooee_agent.bus.limits import PeerRateLimiter, backoff_delay
 from cooee_agent.bus.mesh_config import MeshConfig
@@ -61,9 +63,18 @@ Listener = Callable[[Message], None]
 class MeshNode:
     """One libp2p host with gossipsub; lives inside ``run()`` on a trio thread."""
 
-    def __init__(self, config: MeshConfig, validator: Validator | None = None) -> None:
+    def __init__(
+        self,
+        config: MeshConfig,
+        validator: Validator | None = None,
+        dht_rules: RecordRules | None = None,
+    ) -> None:
+        if (config.dht is None) != (dht_rules is None):
+            raise TransportError("a DHT needs both its settings and its record rules")
         self.config = config
         self._validator = validator
+        self._dht_rules = dht_rules
+        self._dht: DhtService | None = None
         self._originators = PeerRateLimiter(config.originator_limit)
         self._forwarders = PeerRateLimiter(config.forwarder_limit)
         self._listeners: dict[str, list[Listener]] = {}
@@ -133,13 +144,21 @@ class MeshNode:
         self._host, self._pubsub, self._my_id = host, pubsub, host.get_id()
         self.peer_id = host.get_id().to_base58()
         self._stop = trio.Event()
+        if config.dht is not None and self._dht_rules is not None:
+            self._dht = DhtService(host, config.dht, self._dht_rules)
 
         async with (
             host.run(listen_addrs=listen),
             trio.open_nursery() as nursery,
             background_trio_service(pubsub),
             background_trio_service(gossipsub),
+            contextlib.AsyncExitStack() as services,
         ):
+            if self._dht is not None:
+                await services.enter_async_context(background_trio_service(self._dht.dht))
+                if config.dht is not None and config.dht.server:
+                    # A client asks its connected peers and the peers they name; no table.
+                    nursery.start_soon(self._dht.maintain)
             # 0.8.1 logs a failed listen (e.g. port in use) and carries on deaf: refuse that.
             listening = len(host.get_network().listeners)
             if listening == 0:
@@ -219,6 +238,27 @@ class MeshNode:
         with contextlib.suppress(Exception), trio.move_on_after(self.config.dial_timeout):
             await self._host.connect(info)
 
+    # -- the DHT (only with MeshConfig.dht) --------------------------------------------------
+
+    def _need_dht(self) -> DhtService:
+        if self._dht is None:
+            raise TransportError("this node runs no DHT")
+        return self._dht
+
+    async def dht_put(self, key: str, value: bytes) -> None:
+        """Store ``value`` under ``key`` here and at the closest peers (the rules check it)."""
+        await self._need_dht().put(key, bytes(value))
+
+    async def dht_get(self, key: str) -> bytes | None:
+        return await self._need_dht().get(key)
+
+    async def dht_refresh(self) -> None:
+        await self._need_dht().refresh()
+
+    def dht_peers(self) -> list[str]:
+        """The peers in the DHT routing table."""
+        return self._need_dht().routing_peers()
+
     def peer_protocols(self) -> dict[str, str]:
         """The gossipsub protocol negotiated with each pubsub peer (e.g. ``/meshsub/1.2.0``)."""
         router = self._pubsub.router
@@ -275,6 +315,8 @@ class MeshNode:
                 with trio.fail_after(self.config.dial_timeout):
                     await self._host.connect(info)
                 logger.info("connected to bootstrap peer %s", info.peer_id)
+                if self._dht is not None:
+                    self._dht.poke()
                 attempt = 0
                 continue
             except Exception as error:
@@ -303,10 +345,14 @@ def _peer_info(addr: str) -> Any:
 
 
 async def run_node(
-    config: MeshConfig, validator: Validator | None = None, *, task_status: Any = None
+    config: MeshConfig,
+    validator: Validator | None = None,
+    *,
+    dht_rules: RecordRules | None = None,
+    task_status: Any = None,
 ) -> None:
     """Trio entry point: ``node = await nursery.start(run_node, config)``."""
-    await MeshNode(config, validator).run(task_status=task_status)
+    await MeshNode(config, validator, dht_rules).run(task_status=task_status)
 
 
 def _check_ports_free(listen: Sequence[Any]) -> None:

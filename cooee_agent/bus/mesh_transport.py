@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from cooee_agent.bus.dht import RecordRules
 from cooee_agent.bus.mesh_config import MeshConfig
 from cooee_agent.bus.mesh_node import MeshNode
 from cooee_agent.bus.transport import Subscription, Validator, check_outbound
@@ -83,6 +84,19 @@ class MeshTransport:
     def addrs(self) -> list[str]:
         return list(self._call_sync(self._node.addrs))
 
+    def dht_put(self, key: str, value: bytes) -> None:
+        self._call(self._node.dht_put, key, bytes(value))
+
+    def dht_get(self, key: str) -> bytes | None:
+        found = self._call(self._node.dht_get, key)
+        return None if found is None else bytes(found)
+
+    def dht_refresh(self) -> None:
+        self._call(self._node.dht_refresh)
+
+    def dht_peers(self) -> list[str]:
+        return list(self._call_sync(self._node.dht_peers))
+
     def close(self, timeout: float = 10.0) -> None:
         with self._lock:
             if self._closed:
@@ -139,12 +153,17 @@ class MeshTransport:
 
 
 def start_mesh(
-    config: MeshConfig, validator: Validator | None = None, *, ready_timeout: float = 30.0
+    config: MeshConfig,
+    validator: Validator | None = None,
+    *,
+    dht_rules: RecordRules | None = None,
+    ready_timeout: float = 30.0,
 ) -> MeshTransport:
-    """Start a node on a daemon thread and return once it listens (TransportError otherwise)."""
+    """Start a node on a daemon thread and return once it listens (TransportError otherwise).
+    With ``config.dht`` the node runs Kademlia too, and ``dht_rules`` say what it stores."""
     import trio
 
-    node = MeshNode(config, validator)
+    node = MeshNode(config, validator, dht_rules)
     ready = threading.Event()
     outcome: dict[str, Any] = {}
 

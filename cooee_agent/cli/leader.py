@@ -298,6 +298,23 @@ def serve(
         help="New hosts admitted on first contact in any minute (default 60); past it they "
         "are refused and admitted when they enrol again.",
     ),
+    dht: bool = typer.Option(
+        False,
+        "--dht/--no-dht",
+        help="Run the Kademlia DHT and put a sealed record per host in it, so enrolled hosts "
+        "resolve tokens while this Leader is down (resolve --mesh). Assignments then carry the "
+        "read key, which agents older than the DHT refuse: upgrade them first.",
+    ),
+    dht_refresh: float = typer.Option(
+        60.0, "--dht-refresh", min=0.5, max=3600, help="Seconds between DHT table refreshes."
+    ),
+    dht_lifetime: int = typer.Option(
+        3600,
+        "--dht-lifetime",
+        min=60,
+        max=7 * 86400,
+        help="Seconds a host record stays valid; put again every quarter of it.",
+    ),
 ) -> None:
     """Serve on the COOEE mesh until SIGTERM: enrolments, availability, calls.
 
@@ -310,6 +327,7 @@ def serve(
     from cooee_agent.agent.logs import setup_logging
     from cooee_agent.agent.systemd import Notifier
     from cooee_agent.agent.watchdog import Progress, WatchdogPinger
+    from cooee_agent.leader.host_records import PublishSettings
     from cooee_agent.leader.node import LeaderNode
 
     _check_http_flags(http, http_token_file)
@@ -332,6 +350,9 @@ def serve(
             limits=_limits(max_pending, admissions_per_minute),
             http=http,
             http_token_file=http_token_file,
+            dht=dht,
+            dht_refresh_s=dht_refresh,
+            publish=PublishSettings(lifetime_s=dht_lifetime, republish_s=dht_lifetime / 4),
         ) as node,
     ):
         for addr in node.addrs:

@@ -1,13 +1,19 @@
-"""``cooee-agent resolve TOKEN``: which host, slot and agents a token names, from the registry."""
+"""``cooee-agent resolve TOKEN``: which host, slot and agents a token names: from the Leader's
+registry, or with ``--mesh`` from the DHT (any enrolled host, the Leader up or not). Both print
+the same thing for the same token."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from cooee_agent.cli.leader import STATE_DIR, _registry
 from cooee_agent.cli.output import emit_json
+from cooee_agent.cli.run import CONFIG
+from cooee_agent.cli.state import STATE
 from cooee_agent.errors import CooeeError
 from cooee_agent.protocol.records import issued_token
 
@@ -16,17 +22,17 @@ def resolve(
     token: str = typer.Argument(..., help="A 5-character agent token."),
     state_dir: Path = STATE_DIR,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
+    mesh: bool = typer.Option(
+        False,
+        "--mesh",
+        help="Look the token up in the DHT from this enrolled host (its agent's [mesh] dht on), "
+        "not in the Leader's registry.",
+    ),
+    config: Path | None = CONFIG,
 ) -> None:
     """Name the host, GPU slot and agent tuples a token stands for."""
-    from cooee_agent.leader.readonly import NotFound, ReadOnlyState
-
-    issued_token(token)  # a malformed or never-issued token is bad input (exit 2), before any read
-    _registry(state_dir).close()  # the same "no registry" error as the other verbs
-    with ReadOnlyState(state_dir) as state:
-        try:  # the JSON of GET /v1/tokens/{token}, from the same function
-            result = state.token_json(token)
-        except NotFound as error:
-            raise CooeeError(str(error)) from None
+    decoded = issued_token(token)  # malformed or never issued: bad input (exit 2), before any read
+    result = _from_dht(config, decoded) if mesh else _from_registry(state_dir, token)
     if as_json:
         emit_json(result)
         return
@@ -36,3 +42,54 @@ def resolve(
     )
     for agent in result["tuples"]:
         typer.echo(f"  {agent['model']}  {agent['key']}")
+
+
+def _from_registry(state_dir: Path, token: str) -> dict[str, Any]:
+    from cooee_agent.leader.readonly import NotFound, ReadOnlyState
+
+    _registry(state_dir).close()  # the same "no registry" error as the other verbs
+    with ReadOnlyState(state_dir) as state:
+        try:  # the JSON of GET /v1/tokens/{token}, from the same function
+            return state.token_json(token)
+        except NotFound as error:
+            raise CooeeError(str(error)) from None
+
+
+def _from_dht(config: Path | None, decoded: Any) -> dict[str, Any]:
+    from cooee_agent.agent.mesh_lookup import lookup_host
+    from cooee_agent.cli.run import load
+    from cooee_agent.identity.canonical import tuple_key
+
+    if not STATE.debug:
+        import libp2p  # noqa: F401  (its import resets its loggers: silence them after it)
+
+        # The library logs every peer it fails to dial at WARNING: a lookup with the Leader
+        # down is full of those, and none of them is the answer.
+        logging.getLogger("libp2p").setLevel(logging.CRITICAL)
+    info = lookup_host(load(config, None), decoded.host_id)
+    slot = next((s for s in info.slots if s.slot == decoded.gpu_slot), None)
+    if slot is None:
+        raise CooeeError(
+            f"token {decoded.text} names slot {decoded.gpu_slot} of {info.hostname}, "
+            "which has no such slot"
+        )
+    # The same object as the registry's (leader/readonly.token_json), field for field.
+    return {
+        "token": decoded.text,
+        "host_id": info.host_id,
+        "hostname": info.hostname,
+        "mac": info.mac,
+        "status": info.status,
+        "slot": decoded.gpu_slot,
+        "gpu_id": slot.gpu_id,
+        "tuples": [
+            {
+                "model": t.model,
+                "hostname": t.hostname,
+                "mac": t.mac,
+                "gpu_id": t.gpu_id,
+                "key": tuple_key(t),
+            }
+            for t in slot.tuples
+        ],
+    }

@@ -23,6 +23,7 @@ DEFAULT_INTERVAL = 30.0
 
 Interval = Annotated[float, msgspec.Meta(ge=1, le=3600)]
 Jitter = Annotated[float, msgspec.Meta(ge=0, le=0.5)]
+DhtRefresh = Annotated[float, msgspec.Meta(ge=0.5, le=3600)]
 OfflineAfter = Annotated[int, msgspec.Meta(ge=1, le=100)]
 DegradedThreshold = Annotated[float, msgspec.Meta(gt=0, le=7 * 86400)]
 
@@ -50,6 +51,10 @@ class MeshConfig(Table, frozen=True):
     # Follow the peers a bootstrap peer names when it prunes us: off by default, for what it
     # costs in py-libp2p 0.8.1 (docs/PROTOCOL.md §8).
     peer_exchange: bool = False
+    # Run the Kademlia DHT on the mesh's host: keep this host's record in it and serve others'
+    # (resolve --mesh works while the Leader is down). Needs a Leader that runs it too.
+    dht: bool = False
+    dht_refresh: DhtRefresh = 60.0  # seconds between routing-table refreshes
 
 
 class HeartbeatConfig(Table, frozen=True):

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import TracebackType
 
 from cooee_agent.atomic import replace_file
+from cooee_agent.leader.host_records import PublishSettings
 from cooee_agent.leader.registry.admission import Limits
 from cooee_agent.protocol.sealing import Window
 
@@ -33,6 +34,9 @@ class LeaderNode:
         http: str | None = None,
         http_token_file: Path | None = None,
         limits: Limits = Limits(),
+        dht: bool = False,
+        dht_refresh_s: float = 60.0,
+        publish: PublishSettings | None = None,
     ) -> None:
         from cooee_agent.bus.mesh_config import MeshConfig
         from cooee_agent.bus.mesh_transport import start_mesh
@@ -54,14 +58,25 @@ class LeaderNode:
         self.mesh = None
         self.http = None  # the read-only HTTP server (leader.http_api), when ``http`` is given
         self.drops = PrecheckDrops()
+        self.publisher = None
         try:
+            rules = None
+            dht_settings = None
+            if dht:
+                from cooee_agent.bus.dht import DhtSettings
+                from cooee_agent.leader.host_records import ReadKey, leader_rules
+
+                self.registrar.read_key = ReadKey(state_dir)
+                rules = leader_rules(self.registrar.keys, self.registrar.read_key)
+                dht_settings = DhtSettings(refresh_interval=dht_refresh_s)
             config = MeshConfig(
                 state_dir=state_dir,
                 listen=tuple(listen),
                 bootstrap=tuple(bootstrap),
                 peer_exchange=peer_exchange,
+                dht=dht_settings,
             )
-            self.mesh = start_mesh(config, validator=self.drops)
+            self.mesh = start_mesh(config, validator=self.drops, dht_rules=rules)
             self.dispatcher = Dispatcher(
                 self.registrar,
                 self.mesh,
@@ -71,6 +86,18 @@ class LeaderNode:
             )
             # Decisions are made by another process (the operator's CLI); this sends them.
             self.courier = DecisionCourier(state_dir / SUBMISSIONS_FILE, self.mesh)
+            if dht:
+                from cooee_agent.leader.host_records import HostRecordPublisher, reissuer
+
+                self.publisher = HostRecordPublisher(
+                    state_dir,
+                    self.registrar.keys,
+                    self.registrar.read_key,
+                    self.mesh.dht_put,
+                    reissuer(self.registrar, self.mesh.publish),
+                    rules=rules,
+                    settings=publish,
+                )
             self.addrs: list[str] = self.mesh.addrs()
             if http is not None:
                 self.http = _start_http(self, http, http_token_file)
@@ -95,7 +122,18 @@ class LeaderNode:
     def run(self, stop: threading.Event, *, beat: Callable[[], None] = lambda: None) -> None:
         if self.courier is not None:
             self.courier.start(stop)
-        self.dispatcher.run(stop, beat=beat)
+        publishing = None
+        if self.publisher is not None:
+            publishing = threading.Thread(
+                target=self.publisher.run, args=(stop,), name="cooee-host-records", daemon=True
+            )
+            publishing.start()
+        try:
+            self.dispatcher.run(stop, beat=beat)
+        finally:
+            stop.set()
+            if publishing is not None:
+                publishing.join(timeout=30)
 
     def close(self) -> None:
         if self.http is not None:

@@ -16,7 +16,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cooee_agent.errors import CooeeError, TransportError
 from cooee_agent.leader.handled import Handled
@@ -145,6 +145,9 @@ class Registrar:
         self.limited: Counter[str] = Counter()  # refusals by a limit not yet reported
         # The first refusal is reported at once, later ones once LIMIT_REPORT_S has passed.
         self._limit_reported_at: float | None = None
+        # Set when the Leader runs the DHT: assignments then carry the read key (its
+        # ``secret``), which agents before the field refuse (docs/PROTOCOL.md section 11).
+        self.read_key: Any = None
 
     def close(self) -> None:
         self.registry.close()
@@ -184,8 +187,15 @@ class Registrar:
     def _count_limited(self, outcome: Outcome) -> None:
         self.limited[outcome.reason] += 1
 
+    def sealer(self, moment: datetime):  # type: ignore[no-untyped-def]
+        """``seal(record, host_id, tokens)``: the assignment envelope answering ``record``."""
+        return self._sealer(moment)
+
     def _sealer(self, moment: datetime):  # type: ignore[no-untyped-def]
+        read_key = self.read_key
+
         def seal(record: EnrolmentRecord, host_id: int, tokens: tuple[SlotToken, ...]) -> bytes:
+            extra = {} if read_key is None else {"read_key": read_key.secret}
             assignment = Assignment(
                 nonce=new_nonce(),
                 issued_at=now_text(moment),
@@ -195,6 +205,7 @@ class Registrar:
                 hostname=record.host.hostname,
                 mac=record.host.mac,
                 slots=tokens,
+                **extra,
             )
             return seal_assignment(assignment, self.keys, record.agent_age, sent_at=moment)
 

@@ -46,6 +46,7 @@ Time = Annotated[str, text(20, r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")]
 KeyHex = Annotated[str, text(64, "[0-9a-f]{64}")]
 Ed25519Key = Annotated[str, text(43, "[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")]
 AgeRecipient = Annotated[str, text(62, "age1[02-9ac-hj-np-z]{58}")]
+AgeSecret = Annotated[str, text(74, "AGE-SECRET-KEY-1[02-9AC-HJ-NP-Z]{58}")]
 Token = Annotated[str, text(5, "[0-9A-HJKMNP-TV-Z]{5}")]
 Mac = Annotated[str, text(12, "[0-9a-f]{12}")]
 Hostname = Annotated[str, text(253)]
@@ -293,10 +294,23 @@ class Assignment(Record, frozen=True, kw_only=True, forbid_unknown_fields=True):
     hostname: Hostname
     mac: Mac
     slots: Annotated[tuple[SlotToken, ...], msgspec.Meta(min_length=1, max_length=MAX_SLOTS)]
+    # The cluster's read key for the DHT's host records (host_records.py), present only when
+    # the Leader runs the DHT. Absent, the record encodes exactly as before the field existed,
+    # so an agent that predates it still takes it (docs/PROTOCOL.md section 11, version skew).
+    read_key: AgeSecret | msgspec.UnsetType = msgspec.UNSET
 
     def __post_init__(self) -> None:
         check_time(self.issued_at)
         check_hostname(self.hostname)
+
+    def __repr__(self) -> str:
+        # The read key is a secret: never in a log line or a traceback.
+        shown = "<set>" if self.has_read_key else "<unset>"
+        return f"Assignment(host_id={self.host_id}, hostname={self.hostname!r}, read_key={shown})"
+
+    @property
+    def has_read_key(self) -> bool:
+        return not isinstance(self.read_key, msgspec.UnsetType)
 
     @classmethod
     def from_dict(cls, value: Any) -> Assignment:

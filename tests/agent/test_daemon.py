@@ -477,3 +477,23 @@ def test_a_dead_mesh_stops_the_watchdog_beat_and_announces_no_leaving(harness: H
     time.sleep(0.2)
     assert harness.leader.availability, "the Leader heard the heartbeats"
     assert all(r["kind"] == "availability" for r in harness.leader.availability)
+
+
+def test_a_reissued_assignment_brings_the_new_read_key_without_enrolling(harness: Harness) -> None:
+    from cooee_agent.leader.host_records import ReadKey, reissuer
+
+    daemon = harness.start()
+    wait_until(lambda: enrolled(daemon), what="enrolment")
+    assert not daemon.assignment.has_read_key  # this Leader runs no DHT
+    enrolments = len(harness.leader.results)
+    registrar = harness.leader.registrar
+    registrar.read_key = ReadKey(registrar.state_dir)  # as after `leader serve --dht`
+    agent = harness.bus._members["agent-0"]
+    sent = reissuer(registrar, lambda topic, data: agent.inject(Message(topic, data, "leader")))()
+    assert sent == 1
+    wait_until(lambda: daemon.assignment.has_read_key, what="the re-issued assignment")
+    assert daemon.assignment.read_key == registrar.read_key.secret
+    stored = json.loads((harness.state_dir / "assignment.json").read_text())
+    assert stored["assignment"]["read_key"] == registrar.read_key.secret
+    assert daemon.enrolment_state == "enrolled"
+    assert len(harness.leader.results) == enrolments  # taken without enrolling again

@@ -163,5 +163,12 @@ class Registry:
     def host_by_id(self, host_id: int) -> HostView | None:
         return views.host_by_id(self._db, host_id)
 
+    def active_enrolments(self) -> list[views.ActiveEnrolment]:
+        return views.active_enrolments(self._db)
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits: a cheap "has anything changed?"."""
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
     def check(self) -> list[str]:
         return schema.check(self._db)

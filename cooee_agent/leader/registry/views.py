@@ -10,6 +10,7 @@ from cooee_agent.files import shown
 from cooee_agent.identity.canonical import normalise_mac
 from cooee_agent.leader.errors import RegistryError
 from cooee_agent.leader.registry.pending import key_fingerprint
+from cooee_agent.protocol.records import EnrolmentRecord, SlotToken
 from cooee_agent.protocol.schema import loads
 
 # How the announced slot states sum up to one word for the host, worst first.
@@ -201,3 +202,30 @@ def _mac_or_raw(text: str) -> str:
         return normalise_mac(text)
     except ValueError:
         return text
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveEnrolment:
+    """An active host's accepted enrolment and tokens: what its assignment is sealed from."""
+
+    host_id: int
+    record: EnrolmentRecord
+    tokens: tuple[SlotToken, ...]
+
+
+def active_enrolments(db: sqlite3.Connection) -> list[ActiveEnrolment]:
+    rows = db.execute(
+        "SELECT row, host_id, record FROM hosts"
+        " WHERE status = 'active' AND host_id IS NOT NULL AND record IS NOT NULL ORDER BY host_id"
+    ).fetchall()
+    found = []
+    for row in rows:
+        slots = db.execute(
+            "SELECT slot, gpu_id, token FROM slots WHERE host_row = ? ORDER BY slot", (row["row"],)
+        ).fetchall()
+        record = EnrolmentRecord.from_dict(loads(row["record"], "stored record"))
+        tokens = tuple(
+            SlotToken(slot=s["slot"], gpu_id=s["gpu_id"], token=s["token"]) for s in slots
+        )
+        found.append(ActiveEnrolment(row["host_id"], record, tokens))
+    return found

@@ -1,0 +1,231 @@
+"""Resolving a token over the DHT against reading the Leader's registry, in the same run.
+
+    .venv/bin/python benchmarks/dht_resolve.py                 # 20 nodes, about a minute
+    .venv/bin/python benchmarks/dht_resolve.py --nodes 20 --lookups 200 --json out.json
+
+One Leader node and one agent node in this process, ``--nodes - 2`` agent nodes each in a
+process of its own (py-libp2p, Kademlia in server mode, 127.0.0.1: as many nodes in one process
+share its interpreter lock and measure that instead), a registry of ``--nodes - 1`` hosts, every
+host record put by the Leader's publisher. Then, ``--lookups`` times for a random host, it
+times:
+
+- ``registry``: what ``resolve`` does on the Leader's host: open the SQLite registry, read the
+  host, close;
+- ``dht_warm``: what a running agent's node does: ``dht_get`` the record from the network, check
+  it with the validator rules and open it with the read key (from this process's agent node);
+- ``dht_cold``: what ``resolve --mesh`` does once its Python has started: start a client node,
+  dial this process's agent node, get, check, open, stop (``--cold`` lookups);
+- ``dht_leader_down``: ``dht_warm`` again after the Leader's node is closed.
+
+and prints p50/p95 (ms) of each as JSON. The target (the DHT issue): p95 < 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "protocol"))
+
+from cooee_agent.protocol import b64  # noqa: E402
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return {
+        "n": len(ordered),
+        "p50_ms": round(statistics.median(ordered) * 1000, 2),
+        "p95_ms": round(p95 * 1000, 2),
+        "max_ms": round(ordered[-1] * 1000, 2),
+    }
+
+
+REFRESH_S = 5.0
+
+
+def serve(state: str, boot: str, verify_key: str) -> None:
+    """A child: one agent node with the members' rules (no read key: it only stores)."""
+    import libp2p  # noqa: F401
+
+    logging.getLogger("libp2p").setLevel(logging.CRITICAL)
+    from cooee_agent.bus.dht import DhtSettings
+    from cooee_agent.bus.mesh_config import MeshConfig
+    from cooee_agent.bus.mesh_transport import start_mesh
+    from cooee_agent.protocol.host_records import HostRecordRules
+
+    rules = HostRecordRules(trusted={b64.decode(verify_key, 32)})
+    config = MeshConfig(
+        state_dir=Path(state),
+        listen=("/ip4/127.0.0.1/tcp/0",),
+        bootstrap=(boot,),
+        dht=DhtSettings(refresh_interval=REFRESH_S),
+    )
+    with start_mesh(config, dht_rules=rules) as node:
+        while node.alive:
+            time.sleep(1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=20)
+    parser.add_argument("--lookups", type=int, default=200)
+    parser.add_argument("--cold", type=int, default=20)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--serve", nargs=3, metavar=("STATE", "BOOT", "VERIFY_KEY"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.serve:
+        serve(*args.serve)
+        return
+    import libp2p  # noqa: F401  (its import resets its loggers)
+
+    logging.getLogger("libp2p").setLevel(logging.CRITICAL)
+
+    from enrolment_factory import agent_keys, record
+
+    from cooee_agent.bus.dht import DhtSettings
+    from cooee_agent.bus.mesh_config import MeshConfig
+    from cooee_agent.bus.mesh_transport import multiaddrs_of, start_mesh
+    from cooee_agent.leader.host_records import HostRecordPublisher, ReadKey, leader_rules
+    from cooee_agent.leader.registrar import Registrar
+    from cooee_agent.leader.registry import REGISTRY_FILE, Registry
+    from cooee_agent.protocol.host_records import (
+        HostRecordRules,
+        host_key,
+        open_host_record,
+        read_key_identity,
+    )
+    from cooee_agent.protocol.keys import generate_leader_keys
+    from cooee_agent.protocol.sealing import seal_enrolment
+
+    tmp = Path(tempfile.mkdtemp(prefix="cooee-dht-bench-"))
+    leader_dir = tmp / "leader"
+    generate_leader_keys(leader_dir)
+    registrar = Registrar(leader_dir)
+    registrar.read_key = ReadKey(leader_dir)
+    host_ids = []
+    for host in range(1, args.nodes):
+        keys = agent_keys()
+        now = datetime.now(UTC)
+        sealed = seal_enrolment(
+            record(keys, host=host, issued_at=now, gpus=2), keys, registrar.keys.bundle, sent_at=now
+        )
+        result = registrar.ingest(sealed, now=now)
+        assert result.accepted and result.host_id is not None
+        host_ids.append(result.host_id)
+
+    settings = DhtSettings(refresh_interval=REFRESH_S)
+    loopback = ("/ip4/127.0.0.1/tcp/0",)
+    leader_rules_ = leader_rules(registrar.keys, registrar.read_key)
+    leader = start_mesh(
+        MeshConfig(state_dir=leader_dir, listen=loopback, dht=settings), dht_rules=leader_rules_
+    )
+    boot = tuple(multiaddrs_of(leader))
+    read = read_key_identity(registrar.read_key.secret)
+
+    def member_rules() -> HostRecordRules:
+        return HostRecordRules(
+            trusted={registrar.keys.bundle.verify_key}, read_key=str(read.to_public())
+        )
+
+    verify = b64.encode(registrar.keys.bundle.verify_key)
+    children = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(tmp / f"a{n}"), boot[0], verify],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for n in range(args.nodes - 2)
+    ]
+    agent = start_mesh(
+        MeshConfig(state_dir=tmp / "agent", listen=loopback, bootstrap=boot, dht=settings),
+        dht_rules=member_rules(),
+    )
+    agents = [agent]
+    deadline = time.monotonic() + 180
+    while len(leader.dht_peers()) < args.nodes - 1 or len(agent.dht_peers()) < 5:
+        assert time.monotonic() < deadline, "routing tables did not fill"
+        time.sleep(0.2)
+    time.sleep(2 * REFRESH_S)  # the children's tables fill from the Leader's answers
+    publisher = HostRecordPublisher(
+        leader_dir, registrar.keys, registrar.read_key, leader.dht_put, lambda: 0
+    )
+    with Registry(leader_dir / REGISTRY_FILE) as registry:
+        put_started = time.perf_counter()
+        published = publisher.scan(registry)
+        put_s = time.perf_counter() - put_started
+    rng = random.Random(14)
+    rules = member_rules()
+
+    def registry_lookup(host_id: int) -> None:
+        with Registry(leader_dir / REGISTRY_FILE) as registry:
+            assert registry.host_by_id(host_id) is not None
+
+    def dht_lookup(node: object, host_id: int) -> None:
+        key = host_key(host_id)
+        value = node.dht_get(key)  # type: ignore[attr-defined]
+        assert value is not None, key
+        open_host_record(rules.check(key, value), [read])
+
+    def cold_lookup(host_id: int) -> None:
+        with tempfile.TemporaryDirectory() as scratch:
+            config = MeshConfig(
+                state_dir=Path(scratch),
+                listen=loopback,
+                bootstrap=tuple(multiaddrs_of(agent)),
+                topics=(),
+                dht=DhtSettings(server=False, refresh_interval=3600),
+            )
+            with start_mesh(config, dht_rules=member_rules()) as client:
+                while not client.peers():
+                    time.sleep(0.005)
+                dht_lookup(client, host_id)
+
+    def timed(fn, count: int) -> list[float]:  # type: ignore[no-untyped-def]
+        samples = []
+        for _ in range(count):
+            host_id = rng.choice(host_ids)
+            started = time.perf_counter()
+            fn(host_id)
+            samples.append(time.perf_counter() - started)
+        return samples
+
+    report = {
+        "nodes": args.nodes,
+        "records_put": published,
+        "put_all_s": round(put_s, 2),
+        "registry": percentiles(timed(registry_lookup, args.lookups)),
+        "dht_warm": percentiles(timed(lambda h: dht_lookup(rng.choice(agents), h), args.lookups)),
+        "dht_cold": percentiles(timed(cold_lookup, args.cold)),
+    }
+    leader.close()
+    report["dht_leader_down"] = percentiles(
+        timed(lambda h: dht_lookup(rng.choice(agents), h), args.lookups)
+    )
+    report["target_p95_ms"] = 100
+    agent.close()
+    for child in children:
+        child.terminate()
+        child.wait(10)
+    registrar.close()
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

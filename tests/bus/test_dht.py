@@ -1,0 +1,175 @@
+"""Kademlia on the mesh host, nodes in this process on 127.0.0.1: records put by the Leader are
+got by every node, and a hostile peer's forged or replayed records are refused by honest ones."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pyrage import x25519
+
+from cooee_agent.bus.dht import DhtSettings
+from cooee_agent.bus.mesh_config import MeshConfig
+from cooee_agent.bus.mesh_transport import MeshTransport, multiaddrs_of, start_mesh
+from cooee_agent.errors import TransportError
+from cooee_agent.protocol.host_records import (
+    HostInfo,
+    HostRecordRules,
+    host_key,
+    open_host_record,
+    parse_host_record,
+    seal_host_record,
+)
+from cooee_agent.protocol.keys import raw_public
+from cooee_agent.protocol.records import now_text
+
+LEADER = Ed25519PrivateKey.generate()
+READ = x25519.Identity.generate()
+KEY = host_key(3)
+
+
+def value(seq: int, signer: Ed25519PrivateKey = LEADER, hostname: str = "gpu-03") -> bytes:
+    info = HostInfo(
+        host_id=3,
+        seq=seq,
+        issued_at=now_text(),
+        status="active",
+        hostname=hostname,
+        mac="aabbccddee03",
+        agent_key=None,
+        slots=(),
+    )
+    expires = datetime.now(UTC) + timedelta(hours=1)
+    return seal_host_record(info, signer, str(READ.to_public()), expires_at=expires)
+
+
+class _Anything:
+    """A hostile node's rules: it stores and sends whatever it likes."""
+
+    def check(self, key: str, data: bytes) -> object:
+        return None
+
+    def select(self, key: str, values: list[bytes]) -> int:
+        return 0  # the newest put wins its own store
+
+
+@pytest.fixture
+def dht_nodes(tmp_path: Path) -> Iterator[Callable[..., MeshTransport]]:
+    started: list[MeshTransport] = []
+
+    def start(
+        name: str, bootstrap: tuple[str, ...] = (), rules: Any = None, refresh: float = 0.5
+    ) -> MeshTransport:
+        config = MeshConfig(
+            state_dir=tmp_path / name,
+            listen=("/ip4/127.0.0.1/tcp/0",),
+            bootstrap=bootstrap,
+            redial_base=0.2,
+            redial_cap=1.0,
+            dht=DhtSettings(refresh_interval=refresh),
+        )
+        honest = HostRecordRules(trusted={raw_public(LEADER)}, read_key=str(READ.to_public()))
+        node = start_mesh(config, dht_rules=rules or honest)
+        started.append(node)
+        return node
+
+    try:
+        yield start
+    finally:
+        for node in reversed(started):
+            node.close()
+
+
+def _seq_of(data: bytes | None) -> int | None:
+    return None if data is None else parse_host_record(data).seq
+
+
+def test_a_node_without_a_dht_refuses_dht_calls(tmp_path: Path) -> None:
+    config = MeshConfig(state_dir=tmp_path / "plain", listen=("/ip4/127.0.0.1/tcp/0",))
+    with start_mesh(config) as node, pytest.raises(TransportError, match="runs no DHT"):
+        node.dht_get(KEY)
+
+
+def test_settings_without_rules_are_refused(tmp_path: Path) -> None:
+    config = MeshConfig(
+        state_dir=tmp_path / "x", listen=("/ip4/127.0.0.1/tcp/0",), dht=DhtSettings()
+    )
+    with pytest.raises(TransportError, match="needs both"):
+        start_mesh(config)
+
+
+def test_every_node_gets_the_leaders_record_and_refuses_a_hostile_peers(
+    dht_nodes: Callable[..., MeshTransport],
+) -> None:
+    leader = dht_nodes("leader")
+    boot = tuple(multiaddrs_of(leader))
+    honest = [dht_nodes(f"agent-{n}", boot) for n in range(3)]
+    hostile = dht_nodes("hostile", boot, rules=_Anything())
+    _until_tables_hold([*honest, hostile], 4)
+
+    leader.dht_put(KEY, value(seq=10))
+    for node in honest:
+        got = node.dht_get(KEY)
+        assert got is not None
+        assert open_host_record(parse_host_record(got), [READ]).hostname == "gpu-03"
+
+    # A record signed by another key, with a higher sequence number: stored by no honest node.
+    hostile.dht_put(KEY, value(seq=99, signer=Ed25519PrivateKey.generate(), hostname="evil"))
+    # The Leader's own older record replayed: loses to the newer one everywhere.
+    hostile.dht_put(KEY, value(seq=9))
+    for node in [leader, *honest]:
+        assert _seq_of(node.dht_get(KEY)) == 10
+
+
+def test_the_record_outlives_the_leader(dht_nodes: Callable[..., MeshTransport]) -> None:
+    leader = dht_nodes("leader")
+    boot = tuple(multiaddrs_of(leader))
+    agents = [dht_nodes(f"agent-{n}", boot) for n in range(3)]
+    _until_tables_hold(agents, 3)
+    leader.dht_put(KEY, value(seq=1))
+    leader.close()
+    for node in agents:
+        assert _seq_of(node.dht_get(KEY)) == 1
+
+
+def _until_tables_hold(nodes: list[MeshTransport], peers: int) -> None:
+    import time
+
+    deadline = time.monotonic() + 60
+    while any(len(n.dht_peers()) < peers for n in nodes):
+        assert time.monotonic() < deadline, [len(n.dht_peers()) for n in nodes]
+        time.sleep(0.1)
+
+
+def test_a_client_that_asked_is_kept_out_of_the_routing_tables(
+    dht_nodes: Callable[..., MeshTransport], tmp_path: Path
+) -> None:
+    # libp2p_patches.route_to_servers_only: 0.8.1 adds every peer that opens a DHT stream, and
+    # keeps it until its own next query to it fails (no refresh here before the check).
+    leader = dht_nodes("leader", refresh=3600)
+    leader.dht_put(KEY, value(seq=1))
+    config = MeshConfig(
+        state_dir=tmp_path / "client",
+        listen=("/ip4/127.0.0.1/tcp/0",),
+        bootstrap=tuple(multiaddrs_of(leader)),
+        topics=(),
+        dht=DhtSettings(server=False),
+    )
+    honest = HostRecordRules(trusted={raw_public(LEADER)}, read_key=str(READ.to_public()))
+    with start_mesh(config, dht_rules=honest) as client:
+        _until_connected(client)
+        assert _seq_of(client.dht_get(KEY)) == 1
+        assert client.peer_id not in leader.dht_peers()
+
+
+def _until_connected(node: MeshTransport) -> None:
+    import time
+
+    deadline = time.monotonic() + 30
+    while not node.peers():
+        assert time.monotonic() < deadline, "no connection"
+        time.sleep(0.05)
