@@ -1,6 +1,6 @@
 // Command dhtpeer is a go-libp2p node with go-libp2p-kad-dht and a validator for the /cooee/
 // namespace, for the DHT interop test: it joins the DHT through a bootstrap peer, GETs one host
-// record, checks it as docs/PROTOCOL.md section 10 says (the Leader's signature, key, expiry,
+// record, checks it as docs/PROTOCOL.md section 11 says (the Leader's signature, key, expiry,
 // read key) and opens it with filippo.io/age.
 //
 //	dhtpeer -bootstrap MADDR -key /cooee/host/N -leader-key B64URL -read-key AGE-SECRET-KEY-1...
@@ -34,7 +34,7 @@ import (
 
 const recordContext = "cooee-host-record-v1\n"
 
-// cooeeValidator is the /cooee/ namespace's validator: the rules of PROTOCOL.md section 10.
+// cooeeValidator is the /cooee/ namespace's validator: the rules of PROTOCOL.md section 11.
 type cooeeValidator struct {
 	leader  ed25519.PublicKey
 	readKey string // the age1... recipient of the read key this node holds
