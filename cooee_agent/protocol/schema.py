@@ -233,19 +233,23 @@ def _bounds(kind: Any, low_name: str, high_name: str) -> tuple[Any, Any]:
     return low, high
 
 
+class _Refusal(Exception):
+    """Raised by the strict parser's hooks; ``loads`` names what was being parsed."""
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result = dict(pairs)
     if len(result) != len(pairs):
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise fail("", f"has the key {key!r} twice")
+                raise _Refusal(f"has the key {key!r} twice")
             seen.add(key)
     return result
 
 
 def _no_float(text: str) -> Any:
-    raise fail("", f"holds the non-integer number {text}; the protocol uses integers only")
+    raise _Refusal(f"holds the non-integer number {text}; the protocol uses integers only")
 
 
 def _bounded_int(text: str) -> int:
@@ -254,12 +258,12 @@ def _bounded_int(text: str) -> int:
     # digits at all, and no protocol integer has more digits than the largest safe one.
     if len(digits) > len(str(MAX_SAFE_INT)):
         shown = text if len(text) <= 24 else f"{text[:20]}… ({len(digits)} digits)"
-        raise fail("", f"holds the integer {shown}, beyond the protocol's ±{MAX_SAFE_INT}")
+        raise _Refusal(f"holds the integer {shown}, beyond the protocol's ±{MAX_SAFE_INT}")
     return int(text)
 
 
 def _no_constant(text: str) -> Any:
-    raise fail("", f"holds {text}, which is not JSON")
+    raise _Refusal(f"holds {text}, which is not JSON")
 
 
 def _refuse_float(text: str) -> Any:
@@ -297,6 +301,8 @@ def loads(data: bytes | str, what: str) -> Any:
             parse_float=_no_float,
             parse_constant=_no_constant,
         )
+    except _Refusal as refusal:
+        raise fail(what, str(refusal)) from None
     except json.JSONDecodeError as error:
         raise fail(what, f"is not JSON: {error.msg} at line {error.lineno}") from error
     except RecursionError as error:

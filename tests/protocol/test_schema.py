@@ -142,3 +142,17 @@ def test_an_integer_longer_than_any_the_protocol_uses_is_refused_in_one_line(dig
             loads(data, "envelope")
         assert "beyond the protocol's" in refused.value.detail
         assert len(refused.value.detail) < 200
+
+
+@pytest.mark.parametrize(
+    ("data", "said"),
+    [
+        (b'{"v": 1, "v": 1}', "envelope: has the key 'v' twice"),
+        (b'{"v": 1.5}', "envelope: holds the non-integer number 1.5"),
+        (b'{"v": NaN}', "envelope: holds NaN, which is not JSON"),
+    ],
+)
+def test_a_strict_parse_refusal_names_what_was_parsed(data: bytes, said: str) -> None:
+    with pytest.raises(RejectedError) as refused:
+        loads(data, "envelope")
+    assert refused.value.detail.startswith(said)
