@@ -59,15 +59,10 @@ def default_gpu_probe(
     """The GPU probes of this platform that re-read usage, each no more often than its
     ``usage_interval``; None when none does (macOS: system_profiler takes seconds and reports no
     live figures), so heartbeats keep the inventory's figures."""
-    from cooee_agent.discovery.gpu import gpu_usage, supported_probes
-    from cooee_agent.discovery.gpu.registry import load_plugins, registered
+    from cooee_agent.discovery.gpu import gpu_usage, usage_probes
 
     failures: list[ProbeFailure] = []
-    if probes is None:
-        failures.extend(load_plugins())
-        probes = registered()
-    here = supported_probes(probes, platform, failures)
-    chosen = [p for p in here if p.usage_interval is not None]
+    chosen = usage_probes(probes, platform, failures)
     if not chosen:
         return None
     last: dict[str, tuple[float, GpuResult]] = {}

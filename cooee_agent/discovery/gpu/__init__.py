@@ -32,16 +32,9 @@ def discover_gpus(
     ``probes`` replaces the registered list (tests pass probes built on fake NVML modules or
     command runners); ``paths`` says where sysfs and the rest are; nothing is patched.
     """
-    from cooee_agent.discovery.gpu.registry import load_plugins, registered
-
     failures: list[ProbeFailure] = []
-    if probes is None:
-        failures.extend(load_plugins())
-        probes = registered()
-    return _gather(
-        [(p.name, partial(p.probe, paths)) for p in supported_probes(probes, platform, failures)],
-        failures,
-    )
+    here = supported_probes(_registered_unless(probes, failures), platform, failures)
+    return _gather([(p.name, partial(p.probe, paths)) for p in here], failures)
 
 
 def gpu_usage(
@@ -51,15 +44,29 @@ def gpu_usage(
     probes: Sequence[GpuProbe] | None = None,
 ) -> Result:
     """Fresh memory and utilisation from every supported probe that re-reads usage."""
+    failures: list[ProbeFailure] = []
+    chosen = usage_probes(probes, platform, failures)
+    return _gather([(p.name, partial(p.usage, paths)) for p in chosen], failures)
+
+
+def usage_probes(
+    probes: Sequence[GpuProbe] | None, platform: str | None, failures: list[ProbeFailure]
+) -> list[GpuProbe]:
+    """The probes (the registered ones when None) that run here and re-read usage; a probe or
+    plugin that cannot answer adds to ``failures``."""
+    here = supported_probes(_registered_unless(probes, failures), platform, failures)
+    return [p for p in here if p.usage_interval is not None]
+
+
+def _registered_unless(
+    probes: Sequence[GpuProbe] | None, failures: list[ProbeFailure]
+) -> Sequence[GpuProbe]:
     from cooee_agent.discovery.gpu.registry import load_plugins, registered
 
-    failures: list[ProbeFailure] = []
-    if probes is None:
-        failures.extend(load_plugins())
-        probes = registered()
-    here = supported_probes(probes, platform, failures)
-    chosen = [p for p in here if p.usage_interval is not None]
-    return _gather([(p.name, partial(p.usage, paths)) for p in chosen], failures)
+    if probes is not None:
+        return probes
+    failures.extend(load_plugins())
+    return registered()
 
 
 def supported_probes(
