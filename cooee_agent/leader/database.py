@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,11 +28,7 @@ def open_database(path: Path, schema: str, *, busy_timeout_s: float) -> sqlite3.
         # Private whatever existed before: the registry holds join-token hashes and the hosts'
         # keys, and a directory made earlier keeps its mode.
         os.chmod(path.parent, 0o700)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-        finally:
-            os.close(fd)
+        _private_file(path)
         # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE. A connection
         # is not shared between threads at once, but may be handed to the thread that serves.
         db = sqlite3.connect(
@@ -59,6 +56,30 @@ def open_database(path: Path, schema: str, *, busy_timeout_s: float) -> sqlite3.
             db.close()
             raise
     return db
+
+
+def _private_file(path: Path) -> None:
+    """Make ``path`` a file of mode 0600: created so, or tightened by name.
+
+    Never by opening and closing a descriptor of an existing file: closing any descriptor of a
+    file drops every POSIX lock this process holds on it, SQLite's included, and another
+    connection of this process may have the database open (the Leader opens the submissions
+    file twice); a reader whose locks vanish keeps reading a stale snapshot.
+    """
+    try:
+        fd = os.open(
+            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
+    except FileExistsError:
+        info = os.lstat(path)
+        if stat.S_ISLNK(info.st_mode):
+            raise DatabaseFault(
+                f"{path} is a symbolic link; a database must be a file of its own"
+            ) from None
+        if stat.S_ISREG(info.st_mode) and stat.S_IMODE(info.st_mode) != 0o600:
+            os.chmod(path, 0o600)
+        return
+    os.close(fd)  # a new file: no connection of this process has it open yet
 
 
 @contextmanager
