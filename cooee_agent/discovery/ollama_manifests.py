@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,7 +63,7 @@ def read_manifests(models_dir: Path) -> list[OllamaModel]:
         host, namespace, model, tag = path.relative_to(manifests).parts
         try:
             entry = read_manifest(path, models_dir, display_name(host, namespace, model, tag))
-        except (OSError, ValueError, TypeError) as error:
+        except (OSError, ValueError, TypeError, OverflowError, RecursionError) as error:
             # A half-written pull must not hide the other models; Ollama skips it too.
             log.info("skipping unreadable manifest %s: %s", path, error)
             continue
@@ -79,6 +80,10 @@ def read_manifest(path: Path, models_dir: Path, name: str) -> tuple[float, Ollam
         raise ValueError("manifest is not a JSON object")
     config = manifest.get("config") or {}
     layers = manifest.get("layers") or []
+    if not isinstance(config, dict) or not isinstance(layers, list):
+        raise ValueError("manifest's config is not an object or its layers not an array")
+    if not all(isinstance(layer, dict) for layer in layers):
+        raise ValueError("manifest has a layer that is not an object")
     size = sum(int(layer.get("size") or 0) for layer in [*layers, config])
     details = _config_details(models_dir, config.get("digest"))
     mtime = path.stat().st_mtime_ns
@@ -106,6 +111,9 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
 def blob_path(models_dir: Path, digest: str) -> Path:
     """blobs/sha256-<hex>: Ollama replaces the colon so the name is valid on every filesystem."""
     return models_dir / "blobs" / digest.replace(":", "-")
@@ -113,7 +121,8 @@ def blob_path(models_dir: Path, digest: str) -> Path:
 
 def _config_details(models_dir: Path, digest: object) -> dict[str, object]:
     """The ConfigV2 blob (model_family, model_type, file_type, ...); empty when absent."""
-    if not isinstance(digest, str) or not digest:
+    # Only a digest names a blob: anything else (a path of its own, "../..") is not followed.
+    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
         return {}
     try:
         value = json.loads(blob_path(models_dir, digest).read_bytes())

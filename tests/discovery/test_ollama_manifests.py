@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from discovery_support import OLLAMA_FIXTURES
 from hypothesis import given
 from hypothesis import strategies as st
@@ -84,3 +85,32 @@ def test_display_name_drops_only_default_registry_and_namespace(
     if ns != "library":
         assert display_name("registry.ollama.ai", ns, model, tag) == f"{ns}/{model}:{tag}"
     assert display_name("hf.co", ns, model, tag) == f"hf.co/{ns}/{model}:{tag}"
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        b'{"config": [1]}',
+        b'{"layers": "ab"}',
+        b'{"layers": [5]}',
+        b'{"config": {"size": Infinity}}',
+        b"[" * 100_000,
+    ],
+)
+def test_a_manifest_of_the_wrong_shape_is_skipped_not_raised(
+    tmp_path: Path, manifest: bytes
+) -> None:
+    path = tmp_path / "manifests" / "registry.ollama.ai" / "library" / "m" / "latest"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(manifest)
+    assert read_manifests(tmp_path) == []
+
+
+def test_a_config_digest_that_is_not_a_digest_names_no_file(tmp_path: Path) -> None:
+    secret = tmp_path / "outside.json"
+    secret.write_text('{"model_family": "leaked"}')
+    path = tmp_path / "store" / "manifests" / "registry.ollama.ai" / "library" / "m" / "latest"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"config": {"digest": "../../outside.json"}, "layers": []}))
+    (model,) = read_manifests(tmp_path / "store")
+    assert model.family is None
