@@ -220,17 +220,22 @@ class Dispatcher:
                     f"dropped {fresh} message(s) on {waiting.topic}: its queue of "
                     f"{waiting.limit} was full ({waiting.dropped} since the Leader started)"
                 )
-                log.warning("%s", detail)
-                if self.calls is not None:
-                    self.calls.record_leader_call(
-                        hostname="leader",
-                        mac=None,
-                        host_id=None,
-                        severity="warning",
-                        reason="inbound-dropped",
-                        detail=detail,
-                        now=self.clock(),
-                    )
+                self.warn_operator("inbound-dropped", detail)
+
+    def warn_operator(self, reason: str, detail: str) -> None:
+        """A warning about the Leader itself: a log line, and a call (folded into the open one
+        of the same reason) so that 'leader calls' shows it."""
+        log.warning("%s", detail)
+        if self.calls is not None:
+            self.calls.record_leader_call(
+                hostname="leader",
+                mac=None,
+                host_id=None,
+                severity="warning",
+                reason=reason,
+                detail=detail,
+                now=self.clock(),
+            )
 
     def _transport_alive(self) -> bool:
         # Only the mesh transport reports ``alive``; a transport without it cannot die.

@@ -362,21 +362,9 @@ def report_limits(dispatcher: Dispatcher) -> None:
     """What the first-contact limits refused, once per window at most: a log line and a call.
     Called after each batch and on the dispatcher's tick, so the last refusals of a flood are
     reported even when nothing more arrives."""
-    moment = dispatcher.clock()
-    report = dispatcher.registrar.limit_report(moment)
-    if report is None:
-        return
-    log.warning("%s", report)
-    if dispatcher.calls is not None:
-        dispatcher.calls.record_leader_call(
-            hostname="leader",
-            mac=None,
-            host_id=None,
-            severity="warning",
-            reason="first-contact-limited",
-            detail=report,
-            now=moment,
-        )
+    report = dispatcher.registrar.limit_report(dispatcher.clock())
+    if report is not None:
+        dispatcher.warn_operator("first-contact-limited", report)
 
 
 def _answer(dispatcher: Dispatcher, message: Message, result: IngestResult) -> Handled:
