@@ -158,7 +158,7 @@ def main() -> int:
     signer = leader_keys.signing
     identities = list(leader_keys.identities)
     inputs = [_crypto_inputs(envelope, identities) for envelope in envelopes]
-    answer_bytes = b"x" * _assignment_plaintext_size(args.slots)
+    answer_bytes = b"x" * _assignment_plaintext_size(args.slots, leader_keys.signing, now)
 
     def crypto_all(_: None) -> None:
         for (sender_raw, env_sig, env_input, body, rec_sig, rec_input), keys in zip(
@@ -224,11 +224,31 @@ def _crypto_inputs(envelope: bytes, identities: list[Any]) -> tuple[bytes, ...]:
     )
 
 
-def _assignment_plaintext_size(slots: int) -> int:
+def _assignment_plaintext_size(slots: int, signer: Ed25519PrivateKey, now: datetime) -> int:
     """The bytes of a signed assignment record with ``slots`` slots, as the Leader seals it."""
-    header = 420  # schema, kind, nonces, times, keys, host_id, hostname, mac, signer, sig
-    per_slot = 95  # {"gpu_id":"gpu-…","slot":n,"token":"XXXXX"}
-    return header + per_slot * slots
+    from cooee_agent.identity import token as codec
+    from cooee_agent.protocol.envelope import sign_record
+    from cooee_agent.protocol.records import Assignment, SlotToken, new_nonce
+    from cooee_agent.protocol.schema import canonical
+
+    assignment = Assignment(
+        nonce=new_nonce(),
+        issued_at=now_text(now),
+        enrolment_nonce=new_nonce(),
+        agent_key=b64.encode(signer.public_key().public_bytes_raw()),
+        host_id=254,
+        hostname="gpu254.rack07.cluster.example",
+        mac="0200000000fe",
+        slots=tuple(
+            SlotToken(
+                slot=slot,
+                gpu_id=f"gpu-000000fe-0000-4000-8000-{slot:012x}",
+                token=codec.encode(1, 254, slot),
+            )
+            for slot in range(slots)
+        ),
+    )
+    return len(canonical(sign_record(assignment, signer)))
 
 
 if __name__ == "__main__":
