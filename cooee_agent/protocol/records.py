@@ -86,6 +86,9 @@ class Record(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
         value: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(self))
         return value
 
+    def check(self) -> None:
+        """The rules between fields that the types cannot say; RejectedError when one fails."""
+
 
 class FieldError(ValueError):
     """A record field broke a rule its type cannot say; raised from ``__post_init__``, so the
@@ -211,10 +214,10 @@ class EnrolmentRecord(Record, frozen=True, kw_only=True, forbid_unknown_fields=T
     def from_dict(cls, value: Any) -> EnrolmentRecord:
         """Check the types and every cross-field rule (canonical tuples, recomputed keys)."""
         record = convert(check_header(value, "enrolment"), cls)
-        record.check_agents()
+        record.check()
         return record
 
-    def check_agents(self) -> None:
+    def check(self) -> None:
         if len({s.slot for s in self.slots}) != len(self.slots):
             raise fail("slots", "names a slot twice")
         gpu_of_slot = {s.slot: s.gpu_id for s in self.slots}
@@ -314,16 +317,19 @@ class Assignment(Record, frozen=True, kw_only=True, forbid_unknown_fields=True):
 
     @classmethod
     def from_dict(cls, value: Any) -> Assignment:
+        assignment = convert(check_header(value, "assignment"), cls)
+        assignment.check()
+        return assignment
+
+    def check(self) -> None:
         from cooee_agent.identity import token as codec
 
-        assignment = convert(check_header(value, "assignment"), cls)
-        for index, entry in enumerate(assignment.slots):
-            expected = codec.encode(TOKEN_VERSION, assignment.host_id, entry.slot)
+        for index, entry in enumerate(self.slots):
+            expected = codec.encode(TOKEN_VERSION, self.host_id, entry.slot)
             if entry.token != expected:
                 raise fail(f"slots[{index}].token", "is not the token of its host_id and slot")
-        if len({s.slot for s in assignment.slots}) != len(assignment.slots):
+        if len({s.slot for s in self.slots}) != len(self.slots):
             raise fail("slots", "names a slot twice")
-        return assignment
 
 
 class SlotAvailability(Record, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -402,18 +408,12 @@ def check_header(value: Any, expected_kind: str | None = None) -> dict[str, Any]
 
 
 def validate_record(value: Any, expected_kind: str | None = None) -> dict[str, Any]:
-    """Check a decoded record against the type of its kind; returns it, or raises
-    RejectedError. Sealed kinds get their cross-field checks too."""
+    """Check a decoded record against the type of its kind and that type's cross-field rules;
+    returns it, or raises RejectedError."""
     from cooee_agent.protocol.kinds import KINDS
 
     kind = check_header(value, expected_kind)["kind"]
-    record_type = KINDS[kind].record
-    if record_type is EnrolmentRecord:
-        EnrolmentRecord.from_dict(value)
-    elif record_type is Assignment:
-        Assignment.from_dict(value)
-    else:
-        convert(value, record_type)
+    convert(value, KINDS[kind].record).check()
     return value
 
 
