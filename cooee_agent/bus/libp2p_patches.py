@@ -14,7 +14,12 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from cooee_agent.bus.drops import DropTally
+
 logger = logging.getLogger(__name__)
+
+# What the library could not queue for a peer, for the whole process (the patches are too).
+OUTBOUND_DROPS = DropTally("outbound")
 
 # A PRUNE names up to px_peers_count peers to dial; the dials run in the background, so a peer
 # that hands out dead addresses cannot stall the stream it sent them on, and stop after this long.
@@ -24,19 +29,19 @@ PX_DIAL_BUDGET_S = 30.0
 PX_PEER_LIMIT = 8
 
 
-def apply_patches(send_queue_size: int, subscription_queue_size: int) -> None:
-    """Enlarge the two queues that 0.8.1 sizes at 32 and drops from without a word, and patch
-    the defects of ``Pubsub`` and ``GossipSub`` described by the functions below."""
+def apply_patches(
+    send_queue_size: int, subscription_queue_size: int, send_queue_bytes: int
+) -> None:
+    """Bound the per-peer send queue in messages and bytes, enlarge the subscription queue
+    (0.8.1 sizes both at 32 and drops from them without a word), count what is dropped, and
+    patch the defects of ``Pubsub`` and ``GossipSub`` described by the functions below."""
+    import libp2p.pubsub.gossipsub as gossipsub_module
     import libp2p.pubsub.pubsub as pubsub_module
     from libp2p.pubsub.gossipsub import GossipSub
-    from libp2p.pubsub.rpc_queue import RpcQueue
 
-    class _LargeRpcQueue(RpcQueue):
-        def __init__(self, max_size: int = send_queue_size, **kwargs: Any) -> None:
-            super().__init__(max_size=max_size, **kwargs)
-
-    pubsub_module.RpcQueue = _LargeRpcQueue  # type: ignore[misc,assignment]
+    pubsub_module.RpcQueue = bounded_rpc_queue(send_queue_size, send_queue_bytes)  # type: ignore[misc,assignment]
     pubsub_module.SUBSCRIPTION_CHANNEL_SIZE = subscription_queue_size
+    pubsub_module.drop_rpc = gossipsub_module.drop_rpc = count_dropped_rpc  # type: ignore[assignment]
     survive_unreadable_rpcs(pubsub_module.Pubsub)
     serialise_rpc_writes(pubsub_module.Pubsub)
     flood_own_messages(GossipSub)
@@ -55,6 +60,47 @@ def _once(cls: Any, name: str, replacement: Any) -> None:
         return
     replacement._cooee_patched = True
     setattr(cls, name, replacement)
+
+
+def bounded_rpc_queue(max_messages: int, max_bytes: int) -> Any:
+    """The library's per-peer send queue, also refusing an RPC that would take it past
+    ``max_bytes``.
+
+    Bounded in messages alone, a queue of 4,096 held 256 MB for each peer that read slowly
+    while 64 KB enrolments were relayed to it: the Leader grew by 500 MB in a 30 s flood. A
+    refused RPC is dropped and counted (``count_dropped_rpc``), as a full queue's always was.
+    """
+    from libp2p.pubsub.rpc_queue import RpcQueue
+
+    class BoundedRpcQueue(RpcQueue):
+        def __init__(self, max_size: int = max_messages, **kwargs: Any) -> None:
+            super().__init__(max_size=max_size, **kwargs)
+            self.max_bytes = max_bytes
+            self.queued_bytes = 0
+
+        def push(self, rpc: Any, priority: bool = False) -> bool:
+            size = rpc.ByteSize()
+            if self.queued_bytes + size > self.max_bytes and len(self) > 0:
+                return False
+            accepted = bool(super().push(rpc, priority))
+            if accepted:
+                self.queued_bytes += size
+            return accepted
+
+        async def pop(self) -> Any:
+            rpc = await super().pop()
+            if rpc is not None:
+                # The RPCs queued are not changed afterwards, so this is the size pushed.
+                self.queued_bytes = max(0, self.queued_bytes - rpc.ByteSize())
+            return rpc
+
+    return BoundedRpcQueue
+
+
+def count_dropped_rpc(peer_id: Any, rpc: Any) -> None:
+    """The library's ``drop_rpc`` logs each dropped RPC at DEBUG only; this counts it by peer
+    and logs a summary a minute (``bus.drops``)."""
+    OUTBOUND_DROPS.count("send queue full", peer_id.to_base58(), rpc.ByteSize())
 
 
 def survive_unreadable_rpcs(pubsub_class: Any) -> None:

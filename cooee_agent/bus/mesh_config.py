@@ -31,6 +31,9 @@ class MeshConfig:
     forwarder_limit: RateLimit = field(default_factory=lambda: RateLimit(rate=1000.0, burst=5000.0))
     heartbeat_interval: float = 1.0
     send_queue_size: int = 4096
+    # Also bounded in bytes: 32 messages of the 64 KB maximum. A Leader with 254 agents holds
+    # at most 512 MB for peers that read slowly, and a flood relayed to them costs no more.
+    send_queue_bytes: int = 2 * 1024 * 1024
     subscription_queue_size: int = 4096
     # go-libp2p-pubsub's defaults; why they suit a cluster of 254 hosts: docs/PROTOCOL.md §8.
     degree: int = 6

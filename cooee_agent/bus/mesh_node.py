@@ -37,7 +37,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cooee_agent.bus.dht import DhtService, RecordRules
-from cooee_agent.bus.libp2p_patches import apply_patches
+from cooee_agent.bus.drops import DropTally
+from cooee_agent.bus.libp2p_patches import OUTBOUND_DROPS, apply_patches
 from cooee_agent.bus.limits import PeerRateLimiter, backoff_delay
 from cooee_agent.bus.mesh_config import MeshConfig
 from cooee_agent.bus.transport import (
@@ -77,6 +78,7 @@ class MeshNode:
         self._dht: DhtService | None = None
         self._originators = PeerRateLimiter(config.originator_limit)
         self._forwarders = PeerRateLimiter(config.forwarder_limit)
+        self._inbound_drops = DropTally("inbound")
         self._listeners: dict[str, list[Listener]] = {}
         self._host: Any = None
         self._pubsub: Any = None
@@ -106,7 +108,9 @@ class MeshNode:
         from cooee_agent.bus.peerkey import load_or_create_peer_key
 
         config = self.config
-        apply_patches(config.send_queue_size, config.subscription_queue_size)
+        apply_patches(
+            config.send_queue_size, config.subscription_queue_size, config.send_queue_bytes
+        )
         key_pair = load_or_create_peer_key(config.state_dir)
         try:
             listen = [multiaddr.Multiaddr(a) for a in config.listen]
@@ -178,6 +182,8 @@ class MeshNode:
                 task_status.started(self)
             await self._stop.wait()
             nursery.cancel_scope.cancel()
+        self._inbound_drops.report()
+        OUTBOUND_DROPS.report()
         logger.info("mesh node %s stopped", self.peer_id)
 
     def stop(self) -> None:
@@ -200,6 +206,14 @@ class MeshNode:
         listeners = self._listeners.get(topic, [])
         if listener in listeners:
             listeners.remove(listener)
+
+    def drop_counts(self) -> dict[str, int]:
+        """Messages dropped since start, per reason: refused inbound by this node, or not
+        queued for a peer (the latter counted for every node of this process)."""
+        counts = self._inbound_drops.totals()
+        for reason, dropped in OUTBOUND_DROPS.totals().items():
+            counts[reason] = counts.get(reason, 0) + dropped
+        return counts
 
     def peers(self) -> list[str]:
         return sorted(p.to_base58() for p in self._host.get_connected_peers())
@@ -273,15 +287,16 @@ class MeshNode:
         """Pubsub topic validator: what fails here is neither delivered nor relayed."""
         if forwarder == self._my_id:
             return True  # our own publish, checked on the way out
-        if len(msg.data) > MAX_MESSAGE_BYTES:
-            logger.debug("dropped a %d-byte message from %s", len(msg.data), forwarder)
+        size = len(msg.data)
+        if size > MAX_MESSAGE_BYTES:
+            self._inbound_drops.count("over the size limit", forwarder.to_base58(), size)
             return False
         if not self._forwarders.allow(forwarder.to_base58()):
-            logger.debug("forwarder %s over its rate; dropped", forwarder)
+            self._inbound_drops.count("forwarder over its rate", forwarder.to_base58(), size)
             return False
         origin = _origin(msg)
         if not self._originators.allow(origin):
-            logger.debug("originator %s over its rate; dropped", origin)
+            self._inbound_drops.count("originator over its rate", origin, size)
             return False
         return all(run_validator(self._validator, t, msg.data, origin) for t in msg.topicIDs)
 

@@ -84,6 +84,9 @@ class MeshTransport:
     def addrs(self) -> list[str]:
         return list(self._call_sync(self._node.addrs))
 
+    def drop_counts(self) -> dict[str, int]:
+        return dict(self._call_sync(self._node.drop_counts))
+
     def dht_put(self, key: str, value: bytes) -> None:
         self._call(self._node.dht_put, key, bytes(value))
 

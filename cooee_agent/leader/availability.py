@@ -13,6 +13,7 @@ from cooee_agent.identity import token as codec
 from cooee_agent.leader import clones
 from cooee_agent.leader.handled import Handled
 from cooee_agent.leader.registry import Registry
+from cooee_agent.log_limit import LimitedWarnings
 from cooee_agent.protocol import b64
 from cooee_agent.protocol.errors import RejectedError
 from cooee_agent.protocol.records import TOKEN_VERSION
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from cooee_agent.leader.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
+# Anyone on the mesh can cause these: logged in full a few times a minute (log_limit).
+_refusals = LimitedWarnings(log)
 
 # "Offline after three missed intervals" (the agent announces its interval in each heartbeat).
 MISSED_INTERVALS = 3
@@ -156,5 +159,5 @@ def _call_out_clones(dispatcher: Dispatcher, heard: Heard, now: datetime) -> Non
 
 
 def _refused(reason: str, detail: str) -> Heard:
-    log.warning("refused availability: %s: %s", reason, detail)
+    _refusals.warning(reason, "refused availability: %s: %s", reason, detail)
     return Heard(False, reason, detail)

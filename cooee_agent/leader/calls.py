@@ -22,6 +22,7 @@ from cooee_agent.leader.database import open_database, transaction
 from cooee_agent.leader.errors import RegistryError
 from cooee_agent.leader.handled import Handled
 from cooee_agent.leader.registry import Registry
+from cooee_agent.log_limit import LimitedWarnings
 from cooee_agent.protocol import b64
 from cooee_agent.protocol.errors import RejectedError
 from cooee_agent.protocol.records import SEVERITIES, new_nonce, now_text
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from cooee_agent.leader.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
+# Anyone on the mesh can cause these: logged in full a few times a minute (log_limit).
+_refusals = LimitedWarnings(log)
 
 CALLS_FILE = "calls.sqlite3"
 OPEN_REASONS_PER_HOST = 8
@@ -357,7 +360,7 @@ def hear_call(
 
 
 def _refused(reason: str, detail: str) -> Heard:
-    log.warning("refused intervention call: %s: %s", reason, detail)
+    _refusals.warning(reason, "refused intervention call: %s: %s", reason, detail)
     return Heard(False, reason, detail)
 
 

@@ -30,6 +30,7 @@ from cooee_agent.leader.precheck import precheck
 from cooee_agent.leader.registrar import IngestResult, Registrar, report_limits
 from cooee_agent.leader.submission_book import SubmissionBook
 from cooee_agent.leader.tally import HandledTally
+from cooee_agent.log_limit import flush_due
 from cooee_agent.protocol.kinds import KINDS, LEADER_TOPICS, TOPIC_KINDS
 
 log = logging.getLogger(__name__)
@@ -204,6 +205,7 @@ class Dispatcher:
                     log.exception("offline sweep failed")
                 self._report_drops()
                 report_limits(self)
+                flush_due()  # counts of refusals not logged one by one
                 next_sweep = time.monotonic() + tick_s
             with self._ready:
                 if not any(self._queues.values()):

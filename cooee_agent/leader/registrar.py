@@ -23,6 +23,7 @@ from cooee_agent.leader.handled import Handled
 from cooee_agent.leader.registry import REGISTRY_FILE, Registry
 from cooee_agent.leader.registry.admission import NO_LIMITS, UNRECORDED, Enrolment, Limits, Outcome
 from cooee_agent.leader.registry.views import HostView
+from cooee_agent.log_limit import LimitedWarnings
 from cooee_agent.protocol.errors import RejectedError
 from cooee_agent.protocol.keys import LeaderKeys, load_leader_keys
 from cooee_agent.protocol.kinds import topic_of
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from cooee_agent.leader.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
+# Anyone on the mesh can cause these: logged in full a few times a minute (log_limit).
+_refusals = LimitedWarnings(log)
 
 # Registry outcomes an operator has to act on; the Leader raises a call for each.
 OPERATOR_OUTCOMES = {
@@ -261,7 +264,7 @@ class Registrar:
             resent = self._resend_of_stale(envelope, moment)
             if resent is not None:
                 return resent
-        log.warning("refused enrolment: %s: %s", error.reason, error.detail)
+        _refusals.warning(error.reason, "refused enrolment: %s: %s", error.reason, error.detail)
         return IngestResult(False, error.reason, error.detail)
 
     def _result(self, record: EnrolmentRecord, outcome: Outcome) -> IngestResult:

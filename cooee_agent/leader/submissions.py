@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from cooee_agent.errors import CooeeError
 from cooee_agent.leader.handled import Handled
 from cooee_agent.leader.submission_book import Sender, SubmissionBook, receipt_record
+from cooee_agent.log_limit import LimitedWarnings
 from cooee_agent.protocol.errors import RejectedError
 from cooee_agent.protocol.keys import LeaderKeys
 from cooee_agent.protocol.kinds import topic_of
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from cooee_agent.leader.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
+# Anyone on the mesh can cause these: logged in full a few times a minute (log_limit).
+_refusals = LimitedWarnings(log)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +142,7 @@ def hear_submission(
 
 
 def _dropped(reason: str, detail: str) -> Heard:
-    log.warning("dropped a submission: %s: %s", reason, detail)
+    _refusals.warning(reason, "dropped a submission: %s: %s", reason, detail)
     return Heard(False, reason, detail)
 
 
