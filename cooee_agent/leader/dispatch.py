@@ -76,6 +76,7 @@ class Dispatcher:
         self._handlers = topic_handlers()
         self._queues = {topic: TopicQueue(topic) for topic in LEADER_TOPICS}
         self._ready = threading.Condition()
+        self._mesh_drops_told: dict[str, int] = {}
         self._subscriptions: dict[str, Subscription] = {
             topic: transport.subscribe(topic) for topic in LEADER_TOPICS
         }
@@ -203,7 +204,7 @@ class Dispatcher:
                     self.sweep()
                 except Exception:
                     log.exception("offline sweep failed")
-                self._report_drops()
+                self.report_drops()
                 report_limits(self)
                 flush_due()  # counts of refusals not logged one by one
                 next_sweep = time.monotonic() + tick_s
@@ -212,7 +213,7 @@ class Dispatcher:
                     self._ready.wait(timeout=max(0.0, min(tick_s, next_sweep - time.monotonic())))
             self._serve_round()
 
-    def _report_drops(self) -> None:
+    def report_drops(self) -> None:
         # Once per tick at most, and only when something was dropped since the last report: a
         # log line, and a Leader call (folded into one open call) so 'leader calls' shows it.
         for waiting in self._queues.values():
@@ -223,6 +224,27 @@ class Dispatcher:
                     f"{waiting.limit} was full ({waiting.dropped} since the Leader started)"
                 )
                 self.warn_operator("inbound-dropped", detail)
+        self._report_mesh_drops()
+
+    def _report_mesh_drops(self) -> None:
+        # What the mesh node refused (size, rates) or could not queue for a slow peer: its own
+        # log lines are summaries a minute; this puts them where 'leader calls' shows them.
+        counts = getattr(self.transport, "drop_counts", None)
+        if counts is None:
+            return
+        totals: dict[str, int] = counts()
+        fresh = {
+            reason: total - self._mesh_drops_told.get(reason, 0)
+            for reason, total in sorted(totals.items())
+            if total > self._mesh_drops_told.get(reason, 0)
+        }
+        if fresh:
+            self._mesh_drops_told = dict(totals)
+            detail = "the mesh node dropped " + ", ".join(
+                f"{n} message(s): {reason} ({totals[reason]} since the Leader started)"
+                for reason, n in fresh.items()
+            )
+            self.warn_operator("mesh-dropped", detail)
 
     def warn_operator(self, reason: str, detail: str) -> None:
         """A warning about the Leader itself: a log line, and a call (folded into the open one

@@ -426,3 +426,43 @@ def test_a_host_held_for_approval_raises_a_call_and_its_agent_may_call_too(
     assert [(h.reason, h.published) for h in world.service.drain()] == [("replayed", True)]
     (data,) = world.assignments()
     assert open_assignment(data, keys, world.leader_keys.bundle).host_id == 0
+
+
+def test_what_the_mesh_node_drops_reaches_leader_calls_once_per_increase(
+    leader_dir: Path, leader_keys: LeaderKeys, caplog: pytest.LogCaptureFixture
+) -> None:
+    class MeshLike:
+        """A transport that, like the mesh's, counts what its node dropped."""
+
+        def __init__(self, inner: MemoryTransport) -> None:
+            self.inner, self.counts = inner, dict[str, int]()
+
+        def subscribe(self, topic: str) -> Any:
+            return self.inner.subscribe(topic)
+
+        def publish(self, topic: str, data: bytes) -> None:
+            self.inner.publish(topic, data)
+
+        def drop_counts(self) -> dict[str, int]:
+            return dict(self.counts)
+
+    transport = MeshLike(MemoryBus().join("leader", validator=envelope_validator))
+    with Registrar(leader_dir) as leader, CallBook(leader_dir / CALLS_FILE) as calls:
+        service = Dispatcher(leader, transport, calls=calls, clock=Clock())  # type: ignore[arg-type]
+        service.report_drops()
+        assert calls.calls() == []
+        transport.counts = {"originator over its rate": 40, "send queue full": 3}
+        service.report_drops()
+        service.report_drops()  # nothing new: nothing more
+        transport.counts = {"originator over its rate": 45, "send queue full": 3}
+        service.report_drops()
+        (folded,) = [c for c in calls.calls() if c.reason == "mesh-dropped"]
+        assert folded.count == 2, folded
+        told = [r.getMessage() for r in caplog.records if "the mesh node dropped" in r.getMessage()]
+        assert told == [
+            "the mesh node dropped 40 message(s): originator over its rate (40 since the Leader"
+            " started), 3 message(s): send queue full (3 since the Leader started)",
+            "the mesh node dropped 5 message(s): originator over its rate (45 since the Leader"
+            " started)",
+        ]
+        service.close()
