@@ -17,6 +17,7 @@ from typing import Protocol
 
 from cooee_agent.errors import IdentityError
 from cooee_agent.identity import gpu_ids
+from cooee_agent.identity.quoting import quoted
 
 _json_string: Callable[[str], str] = json.encoder.encode_basestring
 
@@ -52,7 +53,7 @@ def _text(field: str, value: str) -> str:
     for position, char in enumerate("" if text.isprintable() else text, start=1):
         if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn"):
             raise IdentityError(
-                f"{field} {value!r} has a control character U+{ord(char):04X} "
+                f"{field} {quoted(value)} has a control character U+{ord(char):04X} "
                 f"at position {position}"
             )
     if len(text) > MAX_FIELD_LENGTH:
@@ -68,15 +69,15 @@ def normalise_mac(value: str) -> str:
         digits = re.sub(r"[:.-]", "", text)
     else:
         raise IdentityError(
-            f"mac {value!r} is not a 48-bit MAC address "
+            f"mac {quoted(value)} is not a 48-bit MAC address "
             "(expected aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff, aabb.ccdd.eeff or 12 hex digits)"
         )
     if digits == "0" * 12:
-        raise IdentityError(f"mac {value!r} is all zeros, which no real interface carries")
+        raise IdentityError(f"mac {quoted(value)} is all zeros, which no real interface carries")
     if digits == "f" * 12:
-        raise IdentityError(f"mac {value!r} is the broadcast address")
+        raise IdentityError(f"mac {quoted(value)} is the broadcast address")
     if int(digits[:2], 16) & 0x01:
-        raise IdentityError(f"mac {value!r} is a multicast address (first octet is odd)")
+        raise IdentityError(f"mac {quoted(value)} is a multicast address (first octet is odd)")
     return digits
 
 
@@ -97,13 +98,13 @@ def normalise_hostname(value: str) -> str:
     for label in labels:
         if not _HOST_LABEL.match(label):
             raise IdentityError(
-                f"hostname {value!r} has an invalid label {label!r} "
+                f"hostname {quoted(value)} has an invalid label {quoted(label)} "
                 "(labels are 1-63 characters without spaces or dots)"
             )
         _check_label(value, label)
     if all(label.isascii() and label.isdigit() for label in labels):
         raise IdentityError(
-            f"hostname {value!r} is all digits and dots: it would read as a host_id or an "
+            f"hostname {quoted(value)} is all digits and dots: it would read as a host_id or an "
             "IPv4 address"
         )
     return text
@@ -111,7 +112,9 @@ def normalise_hostname(value: str) -> str:
 
 def _check_label(value: str, label: str) -> None:
     if label.startswith("-") or label.endswith("-"):
-        raise IdentityError(f"hostname {value!r} has a label {label!r} starting or ending with -")
+        raise IdentityError(
+            f"hostname {quoted(value)} has a label {quoted(label)} starting or ending with -"
+        )
     scripts = set()
     for char in label:
         category = unicodedata.category(char)
@@ -119,13 +122,13 @@ def _check_label(value: str, label: str) -> None:
             continue
         if category[0] != "L":
             raise IdentityError(
-                f"hostname {value!r} holds {char!r} (U+{ord(char):04X}); a label holds only "
+                f"hostname {quoted(value)} holds {char!r} (U+{ord(char):04X}); a label holds only "
                 "letters, digits, - and _"
             )
         scripts.add(_script(char))
     if len(scripts) > 1 and not scripts <= _MIXES_ALLOWED:
         raise IdentityError(
-            f"hostname {value!r} mixes scripts in the label {label!r} "
+            f"hostname {quoted(value)} mixes scripts in the label {quoted(label)} "
             f"({', '.join(sorted(scripts))}): a look-alike of another name"
         )
 
@@ -144,7 +147,9 @@ def normalise_model(value: str) -> str:
     """Return ``name:tag`` as Ollama displays it, adding ``:latest`` when the tag is missing."""
     text = _text("model", value)
     if "@" in text:
-        raise IdentityError(f"model {value!r} names a digest; a tuple names a model by name:tag")
+        raise IdentityError(
+            f"model {quoted(value)} names a digest; a tuple names a model by name:tag"
+        )
     for prefix in _DEFAULT_MODEL_PREFIXES:
         if text.startswith(prefix):
             text = text[len(prefix) :]
@@ -157,14 +162,14 @@ def normalise_model(value: str) -> str:
     else:
         name, tag = text, DEFAULT_TAG
     if not tag or not _TAG.match(tag):
-        raise IdentityError(f"model {value!r} has an invalid tag {tag!r}")
+        raise IdentityError(f"model {quoted(value)} has an invalid tag {quoted(tag)}")
     parts = name.split("/")
     for index, part in enumerate(parts):
         # The registry host (first of three or more parts) may carry a port.
         host_part = index == 0 and len(parts) >= 3
         check = part.split(":", 1)[0] if host_part and ":" in part else part
         if not check or not _MODEL_PART.match(check):
-            raise IdentityError(f"model {value!r} has an invalid name part {part!r}")
+            raise IdentityError(f"model {quoted(value)} has an invalid name part {quoted(part)}")
     return f"{name}:{tag}"
 
 
@@ -243,6 +248,6 @@ def tuple_key(agent: TupleLike) -> str:
 def short_key(key: str) -> str:
     """The first 50 bits of a hex key as 10 Crockford Base32 characters."""
     if not re.fullmatch(r"[0-9a-f]{64}", key):
-        raise IdentityError(f"key {key!r} is not 64 lower-case hex digits")
+        raise IdentityError(f"key {quoted(key)} is not 64 lower-case hex digits")
     bits = int(key[:13], 16) >> 2  # 13 hex digits = 52 bits; keep the top 50
     return "".join(CROCKFORD[(bits >> shift) & 0x1F] for shift in range(45, -1, -5))

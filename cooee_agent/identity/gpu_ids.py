@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cooee_agent.errors import IdentityError
+from cooee_agent.identity.quoting import quoted
 
 PCI_ADDRESS = re.compile(
     r"^(?:(?P<domain>[0-9a-f]{4}|[0-9a-f]{8}):)?(?P<bus>[0-9a-f]{2}):(?P<device>[0-1][0-9a-f])"
@@ -53,13 +54,13 @@ class GpuIdForm:
 def pci_address(text: str, shown: str | None = None) -> str:
     """``dddd:bb:dd.f`` from lower-case text; NVML's 8-digit domain is shortened, a missing
     domain is 0000. ``shown`` is the value the error quotes (the caller's input)."""
-    quoted = text if shown is None else shown
+    given = text if shown is None else shown
     match = PCI_ADDRESS.match(text)
     if not match:
-        raise IdentityError(f"pci address {quoted!r} is not of the form dddd:bb:dd.f")
+        raise IdentityError(f"pci address {quoted(given)} is not of the form dddd:bb:dd.f")
     domain = int(match["domain"] or "0", 16)
     if domain > 0xFFFF:
-        raise IdentityError(f"pci address {quoted!r} has a domain beyond 16 bits")
+        raise IdentityError(f"pci address {quoted(given)} has a domain beyond 16 bits")
     return f"{domain:04x}:{match['bus']}:{match['device']}.{match['function']}"
 
 
@@ -124,14 +125,14 @@ def normalise(text: str, shown: str) -> str:
             return form.normalise(text)
     if _read_entry_points():
         return normalise(text, shown)
-    raise IdentityError(f"gpu_id {shown!r} is not {_described(_forms)}")
+    raise IdentityError(f"gpu_id {quoted(shown)} is not {_described(_forms)}")
 
 
 def vendor_complaint(value: str) -> str | None:
     """Why ``value`` is not a known vendor name, or None when it is (a schema check)."""
     if value in vendors() or (_read_entry_points() and value in vendors()):
         return None
-    return f"is {value!r}, expected one of {', '.join(vendors())}"
+    return f"is {quoted(value)}, expected one of {', '.join(vendors())}"
 
 
 class EntryPointLike(Protocol):

@@ -14,6 +14,7 @@ import hashlib
 from dataclasses import dataclass
 
 from cooee_agent.errors import TokenError
+from cooee_agent.identity.quoting import quoted
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 TOKEN_LENGTH = 5
@@ -97,7 +98,7 @@ def _normalise(text: str) -> str:
     for position, char in enumerate(text, start=1):
         if not char.isascii():
             raise TokenError(
-                f"token {text!r} has a non-ASCII character {char!r} (U+{ord(char):04X}) "
+                f"token {quoted(text)} has a non-ASCII character {char!r} (U+{ord(char):04X}) "
                 f"at position {position}"
             )
     normalised = []
@@ -107,13 +108,13 @@ def _normalise(text: str) -> str:
         upper = _ALIASES.get(char.upper(), char.upper())
         if upper not in _VALUES:
             raise TokenError(
-                f"token {text!r} has {char!r} at position {position}, "
+                f"token {quoted(text)} has {char!r} at position {position}, "
                 f"which is not a Crockford Base32 character"
             )
         normalised.append(upper)
     if len(normalised) != TOKEN_LENGTH:
         raise TokenError(
-            f"token {text!r} has {len(normalised)} characters, expected {TOKEN_LENGTH}"
+            f"token {quoted(text)} has {len(normalised)} characters, expected {TOKEN_LENGTH}"
             + (" (hyphens not counted)" if "-" in text else "")
         )
     return "".join(normalised)
@@ -129,7 +130,7 @@ def decode(text: str) -> Token:
     expected = checksum(prefix)
     if carried != expected:
         raise TokenError(
-            f"token {text!r} fails its checksum (carries {carried}, expected {expected}): "
+            f"token {quoted(text)} fails its checksum (carries {carried}, expected {expected}): "
             "a character is wrong or the token was not issued"
         )
     reserved = prefix & MAX_RESERVED

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cooee_agent.errors import AddressError
+from cooee_agent.identity.quoting import quoted
 
 SCHEME = "ucxl://"
 WILDCARD = "any"
@@ -51,7 +52,7 @@ def _check_name(field: str, value: str) -> None:
     if not _NAME.match(value):
         bad = next((c for c in value if not re.match(r"[A-Za-z0-9_-]", c)), value[0])
         raise AddressError(
-            f"UCXL {field} {value!r} has {bad!r}; allowed are letters, digits, '_' and '-'"
+            f"UCXL {field} {quoted(value)} has {bad!r}; allowed are letters, digits, '_' and '-'"
         )
 
 
@@ -63,13 +64,13 @@ def _check_temporal(value: str) -> None:
             datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError as error:
             raise AddressError(
-                f"UCXL temporal segment {value!r} is not a valid time: {error}"
+                f"UCXL temporal segment {quoted(value)} is not a valid time: {error}"
             ) from error
         return
     if not value:
         raise AddressError("UCXL temporal segment is empty")
     raise AddressError(
-        f"UCXL temporal segment {value!r} is not one of '#', '*^', '*~', '*~N', '~~N', '^^N' "
+        f"UCXL temporal segment {quoted(value)} is not one of '#', '*^', '*~', '*~N', '~~N', '^^N' "
         "or an ISO-8601 time with a zone (2026-11-25T16:00:00Z)"
     )
 
@@ -78,10 +79,13 @@ def _check_path(value: str) -> None:
     if not _PATH.match(value):
         bad = next(c for c in value if not re.match(r"[A-Za-z0-9_./-]", c))
         raise AddressError(
-            f"UCXL path {value!r} has {bad!r}; allowed are letters, digits, '_', '-', '.' and '/'"
+            f"UCXL path {quoted(value)} has {bad!r}; allowed "
+            "are letters, digits, '_', '-', '.' and '/'"
         )
     if value and "" in value.split("/"):
-        raise AddressError(f"UCXL path {value!r} has an empty segment (a doubled or trailing '/')")
+        raise AddressError(
+            f"UCXL path {quoted(value)} has an empty segment (a doubled or trailing '/')"
+        )
 
 
 def parse(text: str) -> Address:
@@ -89,23 +93,27 @@ def parse(text: str) -> Address:
     if not isinstance(text, str):
         raise AddressError(f"UCXL address must be a string, got {type(text).__name__}")
     if not text.startswith(SCHEME):
-        raise AddressError(f"UCXL address {text!r} does not start with {SCHEME!r}")
+        raise AddressError(f"UCXL address {quoted(text)} does not start with {SCHEME!r}")
     rest = text[len(SCHEME) :]
     authority, slash, remainder = rest.partition("/")
     if not slash:
-        raise AddressError(f"UCXL address {text!r} has no temporal segment after the authority")
+        raise AddressError(
+            f"UCXL address {quoted(text)} has no temporal segment after the authority"
+        )
     who, at, where = authority.partition("@")
     if not at:
-        raise AddressError(f"UCXL address {text!r} has no '@' between agent:role and project:task")
+        raise AddressError(
+            f"UCXL address {quoted(text)} has no '@' between agent:role and project:task"
+        )
     agent, colon, role = who.partition(":")
     if not colon:
-        raise AddressError(f"UCXL address {text!r} has no ':' between agent and role")
+        raise AddressError(f"UCXL address {quoted(text)} has no ':' between agent and role")
     project, colon, task = where.partition(":")
     if not colon:
-        raise AddressError(f"UCXL address {text!r} has no ':' between project and task")
+        raise AddressError(f"UCXL address {quoted(text)} has no ':' between project and task")
     temporal, path_slash, path = remainder.partition("/")
     if path_slash and not path:
-        raise AddressError(f"UCXL address {text!r} ends in '/' with an empty path")
+        raise AddressError(f"UCXL address {quoted(text)} ends in '/' with an empty path")
     return Address(agent=agent, role=role, project=project, task=task, temporal=temporal, path=path)
 
 
