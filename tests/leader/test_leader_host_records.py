@@ -147,3 +147,29 @@ def test_sequence_numbers_keep_rising_across_a_restart(cluster: Cluster, leader_
     )
     assert again.next_seq() >= first
     assert again.next_seq() > again._seq - 1
+
+
+def test_records_are_put_concurrently_and_a_failed_put_is_retried_at_the_next_scan(
+    cluster: Cluster,
+) -> None:
+    import threading
+
+    for host in range(1, 5):
+        cluster.enrol(agent_keys(), host)
+    # Each put waits until all four are in flight: one at a time, the barrier would break.
+    together = threading.Barrier(4, timeout=10)
+    failing = {"host": None}
+
+    def put(key: str, value: bytes) -> None:
+        together.wait()
+        if failing["host"] is None:
+            failing["host"] = key  # type: ignore[assignment]
+            raise OSError("no DHT peers yet")
+        cluster.stored[key] = value
+
+    cluster.publisher._put = put  # the DHT stand-in, swapped for this test
+    assert cluster.publisher.scan(cluster.registry) == 3
+    assert failing["host"] not in cluster.stored
+    together = threading.Barrier(1)
+    assert cluster.publisher.scan(cluster.registry) == 1  # only the one that failed
+    assert failing["host"] in cluster.stored and len(cluster.stored) == 4
