@@ -21,9 +21,11 @@ hiccup on a shared machine does not decide the number.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -112,6 +114,7 @@ def main() -> int:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="cooee-bench-ingest-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
     keys_dir = work / "keys"
     generate_leader_keys(keys_dir)
     leader_keys = load_leader_keys(keys_dir)
