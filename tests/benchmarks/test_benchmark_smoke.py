@@ -100,10 +100,19 @@ def test_leader_ingest_reports_every_figure(tmp_path: Path) -> None:
 def test_cli_startup_reports_every_figure(tmp_path: Path) -> None:
     _, report = run_benchmark("cli_startup", "--runs", "2", tmp_path=tmp_path, timeout=60)
     commands = ["python -c pass", "cooee-agent token decode", "cooee-agent --help"]
+    commands += ["cooee-agent status", "cooee-agent discover"]
     assert report["runs"] == 2
     assert_figures(report["median_ms"], dict.fromkeys(commands, float))
     assert_figures(report["ratio_to_python"], dict.fromkeys(commands, float))
-    assert_figures(report, {"ratio_decode_to_target": float})
+    assert_figures(
+        report,
+        {
+            "ratio_decode_to_target": float,
+            "discover_target_ms": float,
+            "ratio_discover_to_target": float,
+        },
+    )
+    assert type(report["discover_under_target"]) is bool
 
 
 @pytest.mark.slow
