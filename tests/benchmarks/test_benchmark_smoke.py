@@ -7,6 +7,7 @@ numbers themselves depend on the machine and are never asserted.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import math
 import os
@@ -144,27 +145,52 @@ def test_agent_at_rest_reports_every_figure(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(180)
 def test_cluster_cold_start_reports_every_figure(tmp_path: Path) -> None:
+    # Three N, so that both fits are made; the plot only where matplotlib (the dev extra) is.
+    plotting = importlib.util.find_spec("matplotlib") is not None
+    plot = tmp_path / "online.png"
     _, report = run_benchmark(
-        "cluster_cold_start", "--agents", "2", "--soak", "5", tmp_path=tmp_path, timeout=130
+        "cluster_cold_start",
+        *("--agents", "1", "2", "3", "--soak", "2"),
+        *(("--plot", str(plot)) if plotting else ()),
+        tmp_path=tmp_path,
+        timeout=160,
     )
     assert_figures(report, {"cores": int})
-    [run] = report["runs"]
-    assert run["agents"] == 2
-    assert_figures(
-        run,
-        {
-            "seconds_to_all_online": float,
-            "soak_s": float,
-            "heartbeat_interval_s": int,
-            "heartbeats_heard_in_soak": int,
-            "heartbeats_lost": int,
-            "agent_cpu_share_mean": float,
-            "agent_rss_mb_mean": float,
-        },
-    )
-    assert_curve(run["online_curve"], 2)
+    assert [run["agents"] for run in report["runs"]] == [1, 2, 3]
+    for run in report["runs"]:
+        assert_figures(
+            run,
+            {
+                "seconds_to_all_online": float,
+                "soak_s": float,
+                "heartbeat_interval_s": int,
+                "heartbeats_heard_in_soak": int,
+                "heartbeats_lost": int,
+                "agent_cpu_share_mean": float,
+                "agent_rss_mb_mean": float,
+                "agent_rss_mb_max": float,
+                "leader_rss_mb": float,
+            },
+        )
+        assert_curve(run["online_curve"], run["agents"])
+    projection = report["projection"]
+    assert projection["hosts"] == 254
+    assert set(projection["fits"]) == {"linear", "quadratic"}
+    for name, degree in (("linear", 1), ("quadratic", 2)):
+        made = projection["fits"][name]
+        assert len(made["coefficients"]) == degree + 1
+        assert all(type(c) is float and math.isfinite(c) for c in made["coefficients"])
+        assert type(made["projected_seconds"]) is float
+        assert math.isfinite(made["projected_seconds"])
+        assert_figures(made, {"residual_sum_of_squares": float})
+    # Three points: the line has one to spare, the parabola none, so neither is preferred.
+    assert_figures(projection["fits"]["linear"], {"residual_standard_error_s": float})
+    assert projection["fits"]["quadratic"]["residual_standard_error_s"] is None
+    assert projection["better_fit"] is None
+    if plotting:
+        assert plot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
 @pytest.mark.slow
