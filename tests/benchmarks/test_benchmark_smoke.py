@@ -89,9 +89,19 @@ def test_leader_ingest_reports_every_figure(tmp_path: Path) -> None:
             **dict.fromkeys(["ingest_ms_per_host", "crypto_ms_per_host"], float),
             **dict.fromkeys(["ratio_ingest_to_crypto", "ratio_one_by_one_to_crypto"], float),
             "target_ratio": float,
+            "ratio_full_to_normal": float,
+            "ratio_one_by_one_full_to_normal": float,
         },
     )
     assert (report["hosts"], report["slots"], report["agent_tuples_per_host"]) == (4, 2, 2)
+    assert set(report["synchronous"]) == {"NORMAL", "FULL"}
+    for level in report["synchronous"].values():
+        assert_figures(level, {"ingest_s": float, "one_by_one_s": float})
+        assert_figures(level, dict.fromkeys(["hosts_per_s", "slots_per_s"], int))
+        assert_figures(
+            level, dict.fromkeys(["one_by_one_hosts_per_s", "one_by_one_slots_per_s"], int)
+        )
+    assert isinstance(report["filesystem"], str) and report["filesystem"]
     if status == 1:
         assert report["ratio_ingest_to_crypto"] >= report["target_ratio"]
     else:
