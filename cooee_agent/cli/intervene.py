@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from cooee_agent.cli.run import CONFIG, STATE_DIR, resolve_state_dir
+from cooee_agent.cli.config_paths import resolve_state_dir
+from cooee_agent.cli.run import CONFIG, STATE_DIR
 
 
 def intervene(

@@ -57,7 +57,7 @@ def _from_registry(state_dir: Path, token: str) -> dict[str, Any]:
 
 def _from_dht(config: Path | None, decoded: Any) -> dict[str, Any]:
     from cooee_agent.agent.mesh_lookup import lookup_host
-    from cooee_agent.cli.run import load
+    from cooee_agent.cli.config_paths import load
     from cooee_agent.identity.canonical import tuple_key
 
     if not STATE.debug:

@@ -6,38 +6,11 @@ from pathlib import Path
 
 import typer
 
+from cooee_agent.cli.config_paths import CONFIG_HELP, STATE_DIR_HELP, load
 from cooee_agent.cli.state import STATE
 
-CONFIG = typer.Option(
-    None,
-    "--config",
-    help="Configuration file (default: $COOEE_CONFIG, else /etc/cooee-agent/config.toml).",
-)
-STATE_DIR = typer.Option(
-    None,
-    "--state-dir",
-    help="State directory (default: state_dir from the config, $COOEE_STATE_DIR, "
-    "else /var/lib/cooee-agent).",
-)
-
-
-def load(config: Path | None, state_dir: Path | None):  # type: ignore[no-untyped-def]
-    """The configuration, with ``--state-dir`` applied over the file and the environment."""
-    from msgspec.structs import replace
-
-    from cooee_agent.config import load_config
-
-    loaded = load_config(config)
-    if state_dir is not None:
-        loaded = replace(loaded, state_dir=state_dir.absolute())
-    return loaded
-
-
-def resolve_state_dir(config: Path | None, state_dir: Path | None) -> Path:
-    """For the verbs that only read state: the flag, else what the configuration says."""
-    if state_dir is not None:
-        return state_dir.absolute()
-    return Path(load(config, None).state_dir)
+CONFIG = typer.Option(None, "--config", help=CONFIG_HELP)
+STATE_DIR = typer.Option(None, "--state-dir", help=STATE_DIR_HELP)
 
 
 def run(

@@ -1,16 +1,19 @@
-"""``cooee-agent status``: what the running agent last wrote to status.json, and the outbox."""
+"""``cooee-agent status``: what the running agent last wrote to status.json, and the outbox.
+
+A plain verb (argparse, no typer): operators and monitoring scripts run it often, and typer's
+parameter handling imports pydantic, which alone took longer than the rest of the verb.
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-import typer
-
+from cooee_agent.cli.config_paths import CONFIG_HELP, STATE_DIR_HELP, resolve_state_dir
 from cooee_agent.cli.output import emit_json
-from cooee_agent.cli.run import CONFIG, STATE_DIR, resolve_state_dir
 from cooee_agent.cli.status_fields import checked
 
 # The daemon rewrites status.json every loop turn (about a second); a discovery can hold a turn
@@ -67,21 +70,35 @@ def read_status(state_dir: Path, now: float | None = None) -> dict[str, Any]:
     return status
 
 
-def status(
-    config: Path | None = CONFIG,
-    state_dir: Path | None = STATE_DIR,
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
-) -> None:
-    """Show enrolment state, host_id, tokens, peers, last heartbeat and outbox depth."""
+HELP = "Show enrolment state, host_id, tokens, peers, last heartbeat and outbox depth."
+
+
+def main(argv: list[str], prog: str) -> None:
+    """Parse ``argv`` (what follows ``status``) and show the status; exit 1 unless the agent
+    is running."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=f"{HELP}\n\nExits 0 when the agent is running, 1 when it is not (stopped, "
+        "stale or never run).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, help=CONFIG_HELP)
+    parser.add_argument("--state-dir", type=Path, help=STATE_DIR_HELP)
+    parser.add_argument("--json", action="store_true", help="Print a JSON object.")
+    args = parser.parse_args(argv)
+    status(args.config, args.state_dir, args.json)
+
+
+def status(config: Path | None, state_dir: Path | None, as_json: bool) -> None:
     directory = resolve_state_dir(config, state_dir)
     value = read_status(directory)
     if as_json:
         emit_json(value)
     else:
         for line in render(value):
-            typer.echo(line)
+            print(line)
     if value["agent"] != "running":
-        raise typer.Exit(1)
+        raise SystemExit(1)
 
 
 def render(value: dict[str, Any]) -> list[str]:

@@ -8,8 +8,9 @@ from typing import Any
 
 import typer
 
+from cooee_agent.cli.config_paths import load, resolve_state_dir
 from cooee_agent.cli.output import emit_json
-from cooee_agent.cli.run import CONFIG, STATE_DIR, load, resolve_state_dir
+from cooee_agent.cli.run import CONFIG, STATE_DIR
 
 # A file read for a submission: larger ones can never fit the 64 KiB envelope, so they are
 # refused unread instead of being read whole.

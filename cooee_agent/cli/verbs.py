@@ -44,8 +44,9 @@ VERBS: dict[str, Verb] = {
     ),
     "status": Verb(
         "cooee_agent.cli.status",
-        "status",
+        "main",
         "Show enrolment state, host_id, tokens, peers, last heartbeat and outbox depth.",
+        plain=True,
     ),
     "intervene": Verb(
         "cooee_agent.cli.intervene",

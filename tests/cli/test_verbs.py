@@ -62,3 +62,11 @@ def test_the_table_help_is_the_verbs_own_first_line(name: str) -> None:
     command = load_command(name, VERBS[name])
     assert command.name == name
     assert (command.help or "").strip().splitlines()[0] == VERBS[name].help
+
+
+def test_status_imports_neither_typer_nor_pydantic(tmp_path: object) -> None:
+    modules = modules_after("status", "--state-dir", str(tmp_path))
+    assert "cooee_agent.cli.status" in modules
+    assert [
+        name for name in ("typer", "pydantic", "trio", "libp2p") if imported(modules, name)
+    ] == []
