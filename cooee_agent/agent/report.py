@@ -18,9 +18,12 @@ def status_record(daemon: AgentDaemon, *, now: float, stopped: bool = False) -> 
     ``now`` is the wall-clock time."""
     transport, assignment, identity = daemon.transport, daemon.assignment, daemon.identity
     peers: list[str] = []
+    drops: dict[str, int] = {}
     if transport is not None:
         try:
             peers = transport.peers()
+            # Only the mesh transport counts what its node dropped.
+            drops = getattr(transport, "drop_counts", dict)()
         except CooeeError:
             peers = []
     return {
@@ -45,6 +48,7 @@ def status_record(daemon: AgentDaemon, *, now: float, stopped: bool = False) -> 
         "reasons": list(daemon.reasons),
         "peers": len(peers),
         "mesh_repairs": daemon.reach.repairs,
+        "mesh_drops": drops,
         "last_heartbeat": daemon.last_heartbeat,
         "heartbeat_interval_s": daemon.config.heartbeat.interval,
         "outbox_depth": daemon.outbox.depth() if daemon.outbox is not None else None,

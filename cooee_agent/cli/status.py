@@ -128,6 +128,10 @@ def render(value: dict[str, Any]) -> list[str]:
     reasons = value.get("reasons") or []
     lines.append(f"state: {state}" + (f" ({'; '.join(reasons)})" if reasons else ""))
     lines.append(f"peers connected: {value.get('peers')}")
+    drops = value.get("mesh_drops") or {}
+    if drops:
+        told = ", ".join(f"{count} {reason}" for reason, count in sorted(drops.items()))
+        lines.append(f"mesh messages dropped since start: {told}")
     beat = value.get("last_heartbeat")
     lines.append(
         f"last heartbeat: {beat['at']} (seq {beat['seq']})" if beat else "last heartbeat: none"

@@ -60,6 +60,12 @@ def _heartbeat(value: Any) -> bool:
     )
 
 
+def _counts(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and _integer(v) for k, v in value.items()
+    )
+
+
 CHECKS: dict[str, Callable[[Any], bool]] = {
     "pid": _pid,
     "running": lambda v: isinstance(v, bool),
@@ -77,6 +83,7 @@ CHECKS: dict[str, Callable[[Any], bool]] = {
     "reasons": _reasons,
     "peers": _integer,
     "mesh_repairs": _integer,
+    "mesh_drops": _counts,
     "last_heartbeat": _heartbeat,
     "heartbeat_interval_s": _number,
     "outbox_depth": _int_or_none,

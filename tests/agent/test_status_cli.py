@@ -80,3 +80,18 @@ def test_a_dead_pid_or_a_clean_stop_is_stopped(tmp_path: Path) -> None:
     written(tmp_path, pid=os.getpid(), running=False)
     assert read_status(tmp_path)["agent"] == "stopped"
     assert "not running" in status_cli(tmp_path).stdout
+
+
+def test_what_the_mesh_dropped_is_shown_and_an_ill_typed_count_is_named(tmp_path: Path) -> None:
+    written(tmp_path, pid=os.getpid())
+    status = json.loads((tmp_path / "status.json").read_text())
+    status["mesh_drops"] = {"originator over its rate": 12, "send queue full": 3}
+    write_json(tmp_path / "status.json", status)
+    text = status_cli(tmp_path).stdout
+    assert "mesh messages dropped since start: 12 originator over its rate, 3 send queue full" in (
+        text
+    )
+    status["mesh_drops"] = {"over the size limit": "many"}
+    write_json(tmp_path / "status.json", status)
+    value = json.loads(status_cli(tmp_path, "--json").stdout)
+    assert "mesh_drops" not in value and "mesh_drops" in value["status_error"]
