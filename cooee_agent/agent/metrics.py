@@ -67,14 +67,24 @@ class AgentCollector(Collector):
         yield from _slots(daemon.heartbeats.last_slots)
         transport = daemon.transport
         if transport is not None:
+            drops: dict[str, int] = {}
             try:
                 peers = len(transport.peers())
+                drops = getattr(transport, "drop_counts", dict)()
             except CooeeError:
                 peers = None
             if peers is not None:
                 yield GaugeMetricFamily(
                     "cooee_agent_mesh_peers", "Peers connected to the agent's mesh node", peers
                 )
+            dropped = CounterMetricFamily(
+                "cooee_agent_mesh_dropped",
+                "Messages the mesh node dropped since start, by reason",
+                labels=["reason"],
+            )
+            for reason, count in sorted(drops.items()):
+                dropped.add_metric([reason], count)
+            yield dropped
 
 
 def _failures(daemon: AgentDaemon) -> Iterator[Metric]:

@@ -64,6 +64,11 @@ def test_metrics_say_enrolment_heartbeats_outbox_probes_and_slots(harness: Harne
         assert value(families, "cooee_agent_gpu_memory_free_bytes", **labels) == 60 * 2**30
         assert value(families, "cooee_agent_gpu_utilisation_percent", **labels) == 10
         assert families["cooee_agent_probe_failures"] == []
+        assert families["cooee_agent_mesh_dropped"] == []  # this transport drops nothing
+        # The mesh transport's counts, as its node keeps them.
+        daemon.transport.drop_counts = lambda: {"originator over its rate": 4}  # type: ignore[union-attr]
+        _, families = scrape(exporter.port)
+        assert value(families, "cooee_agent_mesh_dropped", reason="originator over its rate") == 4
         assert scrape(exporter.port, "/")[0] == 404
 
 
