@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from cooee_agent.errors import CooeeError
 from cooee_agent.identity import token as codec
 from cooee_agent.leader import clones
 from cooee_agent.leader.handled import Handled
@@ -16,6 +17,7 @@ from cooee_agent.leader.registry import Registry
 from cooee_agent.log_limit import LimitedWarnings
 from cooee_agent.protocol import b64
 from cooee_agent.protocol.errors import RejectedError
+from cooee_agent.protocol.kinds import topic_of
 from cooee_agent.protocol.records import TOKEN_VERSION
 from cooee_agent.protocol.sealing import DEFAULT_WINDOW, Window, open_plain
 
@@ -135,8 +137,34 @@ def handle_presence(dispatcher: Dispatcher, messages: Sequence[Message]) -> list
             and dispatcher.clones.applied(heard.host_id, heard.seq, now.timestamp())
         ):
             _call_out_clones(dispatcher, heard, now)
+        if heard.applied and heard.state == "online" and heard.previous in COMEBACKS:
+            _resend_read_key(dispatcher, heard, now)
         handled.append(Handled(message.topic, heard.reason))
     return handled
+
+
+# The states a host returns from without enrolling again (its agent reuses the assignment it
+# stored), and so without hearing a read-key rotation that happened meanwhile.
+COMEBACKS = ("offline", "left")
+
+
+def _resend_read_key(dispatcher: Dispatcher, heard: Heard, now: datetime) -> None:
+    """A revoke rotates the DHT read key and re-issues every assignment, but only the agents
+    listening then hear it: a host back from offline or a shutdown gets its assignment again,
+    sealed with the current key (when the Leader runs the DHT)."""
+    registrar = dispatcher.registrar
+    if registrar.read_key is None or heard.host_id is None:
+        return
+    entry = registrar.registry.active_enrolment(heard.host_id)
+    if entry is None:
+        return
+    envelope = registrar.sealer(now)(entry.record, entry.host_id, entry.tokens)
+    try:
+        dispatcher.publish(topic_of("assignment"), envelope)
+    except CooeeError as error:
+        log.warning("could not send host_id %d its assignment again: %s", entry.host_id, error)
+        return
+    log.info("host_id %d is back: sent its assignment with the current read key", entry.host_id)
 
 
 def _call_out_clones(dispatcher: Dispatcher, heard: Heard, now: datetime) -> None:

@@ -466,3 +466,29 @@ def test_what_the_mesh_node_drops_reaches_leader_calls_once_per_increase(
             " started)",
         ]
         service.close()
+
+
+def test_a_host_back_from_offline_gets_its_assignment_with_the_current_read_key(
+    world: World,
+) -> None:
+    from cooee_agent.leader.host_records import ReadKey
+
+    keys = agent_keys()
+    host_id = enrolled(world, keys)
+    world.agent.publish(TOPIC_AVAILABILITY, heartbeat(keys, host_id, 1, world.clock.now))
+    world.service.drain()
+    assert world.assignments() == []  # online for the first time: nothing to send
+    # The Leader runs the DHT, and its read key rotated while the host was silent.
+    world.service.registrar.read_key = ReadKey(world.state_dir)
+    world.clock.advance(91)
+    world.service.sweep()
+    world.agent.publish(TOPIC_AVAILABILITY, heartbeat(keys, host_id, 2, world.clock.now))
+    world.service.drain()
+    (again,) = world.assignments()
+    assignment = open_assignment(again, keys, world.leader_keys.bundle)
+    assert assignment.host_id == host_id and assignment.has_read_key
+    assert assignment.read_key == world.service.registrar.read_key.secret
+    # Online to online sends nothing more.
+    world.agent.publish(TOPIC_AVAILABILITY, heartbeat(keys, host_id, 3, world.clock.now))
+    world.service.drain()
+    assert world.assignments() == []

@@ -166,6 +166,9 @@ class Registry:
     def active_enrolments(self) -> list[views.ActiveEnrolment]:
         return views.active_enrolments(self._db)
 
+    def active_enrolment(self, host_id: int) -> views.ActiveEnrolment | None:
+        return views.active_enrolment(self._db, host_id)
+
     def data_version(self) -> int:
         """Changes whenever another connection commits: a cheap "has anything changed?"."""
         return int(self._db.execute("PRAGMA data_version").fetchone()[0])

@@ -213,19 +213,26 @@ class ActiveEnrolment:
     tokens: tuple[SlotToken, ...]
 
 
+_ACTIVE = (
+    "SELECT row, host_id, record FROM hosts"
+    " WHERE status = 'active' AND host_id IS NOT NULL AND record IS NOT NULL"
+)
+
+
 def active_enrolments(db: sqlite3.Connection) -> list[ActiveEnrolment]:
-    rows = db.execute(
-        "SELECT row, host_id, record FROM hosts"
-        " WHERE status = 'active' AND host_id IS NOT NULL AND record IS NOT NULL ORDER BY host_id"
+    rows = db.execute(_ACTIVE + " ORDER BY host_id").fetchall()
+    return [_active_enrolment(db, row) for row in rows]
+
+
+def active_enrolment(db: sqlite3.Connection, host_id: int) -> ActiveEnrolment | None:
+    row = db.execute(_ACTIVE + " AND host_id = ?", (host_id,)).fetchone()
+    return None if row is None else _active_enrolment(db, row)
+
+
+def _active_enrolment(db: sqlite3.Connection, row: sqlite3.Row) -> ActiveEnrolment:
+    slots = db.execute(
+        "SELECT slot, gpu_id, token FROM slots WHERE host_row = ? ORDER BY slot", (row["row"],)
     ).fetchall()
-    found = []
-    for row in rows:
-        slots = db.execute(
-            "SELECT slot, gpu_id, token FROM slots WHERE host_row = ? ORDER BY slot", (row["row"],)
-        ).fetchall()
-        record = EnrolmentRecord.from_dict(loads(row["record"], "stored record"))
-        tokens = tuple(
-            SlotToken(slot=s["slot"], gpu_id=s["gpu_id"], token=s["token"]) for s in slots
-        )
-        found.append(ActiveEnrolment(row["host_id"], record, tokens))
-    return found
+    record = EnrolmentRecord.from_dict(loads(row["record"], "stored record"))
+    tokens = tuple(SlotToken(slot=s["slot"], gpu_id=s["gpu_id"], token=s["token"]) for s in slots)
+    return ActiveEnrolment(row["host_id"], record, tokens)
