@@ -318,8 +318,11 @@ def serve(
 ) -> None:
     """Serve on the COOEE mesh until SIGTERM: enrolments, availability, calls.
 
-    Prints the Leader's multiaddrs and writes them to STATE_DIR/leader.addrs. Exits 1 if the
-    mesh node dies under it (a Leader with no network must be restarted, not look healthy).
+    Prints the Leader's multiaddrs and writes them to STATE_DIR/leader.addrs, removed again on
+    exit. A Leader that was killed (SIGKILL, power loss) cannot remove it: the file is current
+    only while a Leader holds STATE_DIR/lock (a second 'leader serve' says so), and the next
+    start replaces it. Exits 1 if the mesh node dies under it (a Leader with no network must be
+    restarted, not look healthy).
     """
     import signal
     import threading
