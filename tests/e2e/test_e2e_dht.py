@@ -1,17 +1,28 @@
 """The DHT backbone with real processes on 127.0.0.1: a Leader and five agents running Kademlia
 on their mesh hosts. Every agent resolves every other agent's token with ``resolve --mesh``, the
-same answer as the Leader's registry gives; then the Leader is SIGKILLed and they still do."""
+same answer as the Leader's registry gives; a hostile member (it holds the read key, as every
+agent does, but not the Leader's signing key) puts forged records, which change no answer; then
+the Leader is SIGKILLed and they still resolve each other."""
 
 from __future__ import annotations
 
 import json
 import signal
 import sys
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from e2eharness import Agent, World
 from process_support import ENTRY, cli, until
+from pyrage import x25519
+
+from cooee_agent.bus.dht import DhtSettings
+from cooee_agent.bus.mesh_config import MeshConfig
+from cooee_agent.bus.mesh_transport import MeshTransport, start_mesh
+from cooee_agent.protocol.host_records import HostInfo, host_key, seal_host_record
+from cooee_agent.protocol.records import now_text
 
 AGENTS = 5
 
@@ -84,6 +95,14 @@ def test_every_agent_resolves_every_token_over_the_dht_with_the_leader_down(worl
 
     everyone_resolves_everyone(agents, expected)
 
+    hostile = hostile_member(world)
+    try:
+        for host_id in {answer["host_id"] for answer in expected.values()}:
+            hostile.dht_put(host_key(host_id), forged(host_id, agents[0]))
+        everyone_resolves_everyone(agents, expected)
+    finally:
+        hostile.close()
+
     assert world.leader is not None
     world.leader.signal(signal.SIGKILL)
     everyone_resolves_everyone(agents, expected)
@@ -98,3 +117,48 @@ def test_every_agent_resolves_every_token_over_the_dht_with_the_leader_down(worl
     missing = cli("resolve", codec.encode(1, 999, 0), "--mesh", "--config", str(agents[0].config))
     assert missing.returncode == 1
     assert "holds no record for /cooee/host/999" in missing.stderr, missing.stderr
+
+
+class _StoresAnything:
+    """A hostile node's record rules: it stores and serves whatever it is given."""
+
+    def check(self, key: str, data: bytes) -> object:
+        return None
+
+    def select(self, key: str, values: list[bytes]) -> int:
+        return len(values) - 1
+
+
+def hostile_member(world: World) -> MeshTransport:
+    """A DHT node of the test's own on the real mesh, dialled to the Leader."""
+    node = start_mesh(
+        MeshConfig(
+            state_dir=world.tmp / "hostile",
+            listen=("/ip4/127.0.0.1/tcp/0",),
+            bootstrap=(world.leader_addr,),
+            redial_cap=1.0,
+            dht=DhtSettings(refresh_interval=1.0),
+        ),
+        dht_rules=_StoresAnything(),
+    )
+    until(lambda: len(node.dht_peers()) >= AGENTS, "the hostile node in the DHT", timeout=60)
+    return node
+
+
+def forged(host_id: int, member: Agent) -> bytes:
+    """A record for ``host_id`` naming another host, sealed to the cluster's read key (a member
+    has it) and signed by the forger's own key, with a sequence number beyond any real one."""
+    assignment = json.loads((member.state_dir / "assignment.json").read_text())["assignment"]
+    read_key = x25519.Identity.from_str(assignment["read_key"]).to_public()
+    info = HostInfo(
+        host_id=host_id,
+        seq=2**52,
+        issued_at=now_text(),
+        status="active",
+        hostname="evil.example",
+        mac="aabbccddee99",
+        agent_key=None,
+        slots=(),
+    )
+    expires = datetime.now(UTC) + timedelta(hours=1)
+    return seal_host_record(info, Ed25519PrivateKey.generate(), str(read_key), expires_at=expires)
