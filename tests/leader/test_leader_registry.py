@@ -120,6 +120,52 @@ def test_2032_agents_on_254_hosts_are_assigned_unique_stable_tokens(leader_dir: 
         assert leader.registry.check() == []
 
 
+def test_an_older_registry_with_a_row_per_agent_opens_and_shows_the_record_agents(
+    leader_dir: Path,
+) -> None:
+    import sqlite3
+
+    with Registrar(leader_dir) as leader:
+        enrol(leader, agent_keys(), 1, gpus=2, models=("qwen2:7b", "llama3:8b"))
+        shown = leader.registry.hosts()[0].agents
+    # The table older releases kept, with a row that disagrees with the record: never read.
+    db = sqlite3.connect(leader_dir / REGISTRY_FILE)
+    with db:
+        db.execute(
+            "CREATE TABLE agents (host_row INTEGER, key TEXT, slot INTEGER, model TEXT,"
+            " gpu_id TEXT, PRIMARY KEY (host_row, key))"
+        )
+        db.execute("INSERT INTO agents VALUES (1, 'stale', 0, 'gone:1b', 'gpu-x')")
+    db.close()
+    with Registrar(leader_dir) as leader:
+        assert leader.registry.hosts()[0].agents == shown
+        assert [(a["slot"], a["model"]) for a in shown] == [
+            (0, "llama3:8b"),
+            (0, "qwen2:7b"),
+            (1, "llama3:8b"),
+            (1, "qwen2:7b"),
+        ]
+        assert leader.registry.check() == []
+    db = sqlite3.connect(leader_dir / REGISTRY_FILE)
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    db.close()
+    assert "agents" not in tables
+
+
+def test_a_stored_record_that_no_longer_passes_is_named_by_the_check(leader_dir: Path) -> None:
+    import sqlite3
+
+    with Registrar(leader_dir) as leader:
+        enrol(leader, agent_keys(), 1)
+    db = sqlite3.connect(leader_dir / REGISTRY_FILE)
+    with db:
+        db.execute("UPDATE hosts SET record = json_set(record, '$.agents[0].key', 'f00d')")
+    db.close()
+    with Registrar(leader_dir) as leader:
+        (problem,) = leader.registry.check()
+    assert problem.startswith("the record of host_id 0 is refused") and "agents[0].key" in problem
+
+
 def test_the_1025th_host_is_told_the_host_id_space_is_exhausted(tmp_path: Path) -> None:
     keys = agent_keys()
     with Registry(tmp_path / REGISTRY_FILE) as registry:

@@ -283,7 +283,8 @@ def apply_record(
     *,
     clear_pending: bool = False,
 ) -> tuple[SlotToken, ...]:
-    """Pin the record's keys and replace the host's slots and agents by the record's.
+    """Pin the record's keys and replace the host's slots by the record's (its agents are read
+    from the record itself, ``views.view``).
 
     A pending key change stays until an operator decides: the old key enrolling again must
     not wipe the evidence that someone else claimed this host.
@@ -300,7 +301,6 @@ def apply_record(
             (row,),
         )
     db.execute("DELETE FROM slots WHERE host_row = ?", (row,))
-    db.execute("DELETE FROM agents WHERE host_row = ?", (row,))
     tokens = tuple(
         SlotToken(slot=s.slot, gpu_id=s.gpu_id, token=codec.encode(TOKEN_VERSION, host_id, s.slot))
         for s in record.slots
@@ -311,10 +311,6 @@ def apply_record(
             (row, s.slot, s.gpu_id, s.vendor, s.name, t.token)
             for s, t in zip(record.slots, tokens, strict=True)
         ],
-    )
-    db.executemany(
-        "INSERT INTO agents VALUES (?, ?, ?, ?, ?)",
-        [(row, a.key, a.slot, a.tuple.model, a.tuple.gpu_id) for a in record.agents],
     )
     return tokens
 

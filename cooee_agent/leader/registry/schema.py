@@ -8,6 +8,7 @@ from pathlib import Path
 from cooee_agent.identity import token as codec
 from cooee_agent.leader.database import add_missing_columns, open_database, transaction
 from cooee_agent.leader.registry import join_tokens, pending
+from cooee_agent.protocol.errors import RejectedError
 from cooee_agent.protocol.records import TOKEN_VERSION, EnrolmentRecord
 from cooee_agent.protocol.schema import loads
 
@@ -36,14 +37,6 @@ CREATE TABLE IF NOT EXISTS slots (
     name TEXT NOT NULL,
     token TEXT NOT NULL UNIQUE,
     PRIMARY KEY (host_row, slot)
-);
-CREATE TABLE IF NOT EXISTS agents (
-    host_row INTEGER NOT NULL REFERENCES hosts (row),
-    key TEXT NOT NULL,
-    slot INTEGER NOT NULL,
-    model TEXT NOT NULL,
-    gpu_id TEXT NOT NULL,
-    PRIMARY KEY (host_row, key)
 );
 CREATE TABLE IF NOT EXISTS nonces (
     nonce TEXT PRIMARY KEY,
@@ -97,6 +90,10 @@ def open_registry(path: Path, *, busy_timeout_s: float) -> sqlite3.Connection:
     db.executescript(
         "CREATE INDEX IF NOT EXISTS hosts_admitted ON hosts (admitted_at);"
         "CREATE INDEX IF NOT EXISTS hosts_status ON hosts (status);"
+        # Releases before this one kept a row per agent tuple (32 a host at 8 slots and 4
+        # models): a copy of what the host's record holds, and the largest share of an
+        # enrolment's writes. The record is now the only copy.
+        "DROP TABLE IF EXISTS agents;"
     )
     with transaction(db):
         pending.backfill(db)
@@ -132,8 +129,8 @@ def check(db: sqlite3.Connection) -> list[str]:
         if row["record"] is None:
             problems.append(f"active host {row['hostname']} has no accepted record")
             continue
-        record = EnrolmentRecord.from_dict(loads(row["record"], "stored record"))
-        agents = db.execute("SELECT key FROM agents WHERE host_row = ?", (row["row"],))
-        if {a["key"] for a in agents} != {a.key for a in record.agents}:
-            problems.append(f"agents of host_id {row['host_id']} differ from its record")
+        try:
+            EnrolmentRecord.from_dict(loads(row["record"], "stored record"))
+        except RejectedError as error:
+            problems.append(f"the record of host_id {row['host_id']} is refused: {error}")
     return problems

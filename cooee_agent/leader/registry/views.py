@@ -6,6 +6,9 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+import msgspec.json
+
 from cooee_agent.files import shown
 from cooee_agent.identity.canonical import normalise_mac
 from cooee_agent.leader.errors import RegistryError
@@ -122,10 +125,6 @@ def view(db: sqlite3.Connection, row: int) -> HostView:
         "SELECT slot, gpu_id, vendor, name, token FROM slots WHERE host_row = ? ORDER BY slot",
         (row,),
     ).fetchall()
-    agents = db.execute(
-        "SELECT slot, key, model, gpu_id FROM agents WHERE host_row = ? ORDER BY slot, model",
-        (row,),
-    ).fetchall()
     seen = db.execute("SELECT * FROM presence WHERE host_row = ?", (row,)).fetchone()
     presence = None
     if seen is not None:
@@ -150,14 +149,7 @@ def view(db: sqlite3.Connection, row: int) -> HostView:
         first_seen=host["first_seen"],
         last_enrolled=host["last_enrolled"],
         slots=tuple(dict(s) for s in slots),
-        agents=tuple(
-            {
-                **dict(a),
-                "hostname": host["hostname"],
-                "mac": host["mac"],
-            }
-            for a in agents
-        ),
+        agents=_agents(host),
         presence=presence,
         pending_keys=tuple(
             (key_fingerprint(r["ed25519"]), r["seen_at"])
@@ -167,6 +159,45 @@ def view(db: sqlite3.Connection, row: int) -> HostView:
                 (row,),
             )
         ),
+    )
+
+
+class _TupleShown(msgspec.Struct, frozen=True):
+    model: str
+    gpu_id: str
+
+
+class _AgentShown(msgspec.Struct, frozen=True):
+    slot: int
+    key: str
+    tuple: _TupleShown
+
+
+class _RecordAgents(msgspec.Struct, frozen=True):
+    """The agents of a stored record, every other field skipped unread."""
+
+    agents: tuple[_AgentShown, ...] = ()
+
+
+_READ_AGENTS = msgspec.json.Decoder(_RecordAgents)
+
+
+def _agents(host: sqlite3.Row) -> tuple[dict[str, Any], ...]:
+    """The host's agent tuples, from its accepted record (checked in full when it was accepted;
+    a host with none, held for approval, has none)."""
+    if host["record"] is None:
+        return ()
+    agents = _READ_AGENTS.decode(host["record"]).agents
+    return tuple(
+        {
+            "slot": a.slot,
+            "key": a.key,
+            "model": a.tuple.model,
+            "gpu_id": a.tuple.gpu_id,
+            "hostname": host["hostname"],
+            "mac": host["mac"],
+        }
+        for a in sorted(agents, key=lambda a: (a.slot, a.tuple.model, a.key))
     )
 
 
