@@ -12,7 +12,7 @@ import re
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import msgspec
 import msgspec.json
@@ -88,6 +88,13 @@ class Record(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
 
     def check(self) -> None:
         """The rules between fields that the types cannot say; RejectedError when one fails."""
+
+    @classmethod
+    def from_dict(cls, value: Any) -> Self:
+        """``value`` (decoded JSON) as this type, with every rule checked."""
+        record = convert(value, cls)
+        record.check()
+        return record
 
 
 class FieldError(ValueError):

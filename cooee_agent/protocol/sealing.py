@@ -24,6 +24,7 @@ from cooee_agent.protocol.envelope import (
     Envelope,
     make_envelope,
     open_signed_record,
+    open_signed_record_as,
     parse_envelope,
     sign_record,
 )
@@ -150,16 +151,30 @@ def _open_plain_record(
     now: datetime | None,
 ) -> tuple[bytes, Any, bytes]:
     """(the signed record's plaintext, its record, the signer) of a parsed sealed envelope."""
+    plain = _open_body(envelope, kind, identities, window, now)
+    record, signer = open_signed_record(plain)
+    _check_signer(envelope, signer)
+    return plain, record, signer
+
+
+def _open_body(
+    envelope: Envelope,
+    kind: str,
+    identities: Sequence[x25519.Identity],
+    window: Window | None,
+    now: datetime | None,
+) -> bytes:
+    """The decrypted body of a parsed sealed envelope of ``kind`` sent within the window."""
     if envelope.kind != kind:
         raise fail("envelope.kind", f"is {envelope.kind!r} where {kind!r} was expected")
-    moment = _now(now)
     if window is not None:
-        window.check("envelope sent_at", envelope.sent_at, moment)
-    plain = _decrypt(envelope.body, identities)
-    record, signer = open_signed_record(plain)
+        window.check("envelope sent_at", envelope.sent_at, _now(now))
+    return _decrypt(envelope.body, identities)
+
+
+def _check_signer(envelope: Envelope, signer: bytes) -> None:
     if signer != envelope.sender_key:
         raise RejectedError("key-mismatch", "the record is signed by another key than the envelope")
-    return plain, record, signer
 
 
 def open_enrolment(
@@ -170,12 +185,15 @@ def open_enrolment(
     now: datetime | None = None,
 ) -> tuple[EnrolmentRecord, Envelope]:
     """Open and verify an enrolment envelope (everything but the replay check)."""
-    envelope, value, signer = _open_sealed(data, "enrolment", leader_keys.identities, window, now)
-    if _agent_id_of(envelope.address) != key_id(signer):
+    envelope = parse_envelope(data)
+    plain = _open_body(envelope, "enrolment", leader_keys.identities, window, now)
+    signed = open_signed_record_as(plain, EnrolmentRecord)
+    _check_signer(envelope, signed.signer)
+    if _agent_id_of(envelope.address) != key_id(signed.signer):
         raise RejectedError(
             "key-mismatch", f"address {envelope.address} does not name the sender's agent id"
         )
-    record = EnrolmentRecord.from_dict(value)
+    record = signed.record()
     if record.agent_ed25519 != envelope.sender:
         raise RejectedError("key-mismatch", "record.agent_key.ed25519 is not the signing key")
     window.check("record issued_at", record.issued_at, _now(now))
