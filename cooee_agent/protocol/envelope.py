@@ -3,7 +3,6 @@ sealed bodies; both signed with Ed25519 over canonical JSON behind a domain-sepa
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -35,7 +34,9 @@ RECORD_CONTEXT = b"cooee-record-v1\n"
 ARMOR_BEGIN = "-----BEGIN AGE ENCRYPTED FILE-----"
 ARMOR_END = "-----END AGE ENCRYPTED FILE-----"
 
-Signature = Annotated[str, text(86, "[A-Za-z0-9_-]{85}[AQgw]")]
+_SIG_LENGTH = 86  # base64url of 64 bytes, unpadded
+_KEY_LENGTH = 43  # of 32 bytes
+Signature = Annotated[str, text(_SIG_LENGTH, "[A-Za-z0-9_-]{85}[AQgw]")]
 EnvelopeKind = Annotated[str, text(16, "[a-z][a-z-]*")]
 Address = Annotated[str, text(255)]
 
@@ -65,6 +66,12 @@ class _Head(Record, frozen=True, kw_only=True, forbid_unknown_fields=True):
             raise FieldError("kind", f"is {self.kind!r}, expected one of {', '.join(KINDS)}")
         check_time(self.sent_at, "sent_at")
         _check_address(self.address)
+
+
+class _SealedWire(_Head, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A sealed kind's envelope as it comes: the head and its armored body."""
+
+    body: str
 
 
 class _SignedRecordFields(Record, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -139,7 +146,11 @@ def parse_envelope(data: bytes) -> Envelope:
         raise fail("envelope", "must be bytes")
     if len(data) > MAX_ENVELOPE_BYTES:
         raise fail("envelope", f"is {len(data)} bytes, over the {MAX_ENVELOPE_BYTES}-byte limit")
-    value = loads(bytes(data), "envelope")
+    data = bytes(data)
+    fast = _parse_canonical_sealed(data)
+    if fast is not None:
+        return fast
+    value = loads(data, "envelope")
     if not isinstance(value, dict):
         raise fail("envelope", "must be a JSON object")
     extra = sorted(set(value) - set(_ENVELOPE_FIELDS))
@@ -161,14 +172,67 @@ def parse_envelope(data: bytes) -> Envelope:
     return envelope
 
 
-_ARMOR = re.compile(
-    re.escape(ARMOR_BEGIN) + r"\n[A-Za-z0-9+/=\n]*\n" + re.escape(ARMOR_END) + r"\n?"
-)
+_ARMOR_HEAD = (ARMOR_BEGIN + "\n").encode("ascii")
+_ARMOR_TAIL = ("\n" + ARMOR_END).encode("ascii")
+_ARMOR_LINES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\n"
+
+
+def is_armored(body: Any) -> bool:
+    """age armor as strict PEM: the begin line, lines of base64 (LF ends only), the end line
+    and at most one LF after it."""
+    # Byte operations rather than a regular expression: a 13 KB body took 20 us through one.
+    if not isinstance(body, str) or not body.isascii():
+        return False
+    raw = body.encode("ascii")
+    end = len(raw) - 1 if raw.endswith(_ARMOR_TAIL + b"\n") else len(raw)
+    return (
+        raw.startswith(_ARMOR_HEAD)
+        and raw.endswith(_ARMOR_TAIL, 0, end)
+        and end - len(_ARMOR_TAIL) >= len(_ARMOR_HEAD)
+        and not raw[len(_ARMOR_HEAD) : end - len(_ARMOR_TAIL)].translate(None, _ARMOR_LINES)
+    )
+
+
+_SEALED_DECODER = msgspec.json.Decoder(_SealedWire)
+# A canonical envelope ends ,"sig":"S","v":1} (keys sorted, S of fixed length); what it signs is
+# the same bytes without the sig field.
+_SIG_FIELD = len(b',"sig":"') + _SIG_LENGTH + len(b'"')
+_VERSION_FIELD = b',"v":1}'
+
+
+def _parse_canonical_sealed(data: bytes) -> Envelope | None:
+    """A sealed envelope in canonical JSON, decoded straight into its fields and its signature
+    checked over the bytes as they came; None for anything else, which :func:`parse_envelope`
+    then parses on its general path (and refuses there with what was wrong)."""
+    try:
+        wire = _SEALED_DECODER.decode(data)
+    except (msgspec.MsgspecError, ValueError, TypeError, RecursionError):
+        return None
+    # Equal to its canonical encoding: nothing the strict parser refuses. Every head field is
+    # held to printable ASCII by its pattern or, the address, by the UCXL grammar; the body must
+    # be strict armor.
+    if wire.kind not in SEALED_KINDS or canonical(wire) != data or not is_armored(wire.body):
+        return None
+    envelope = Envelope(
+        v=wire.v,
+        kind=wire.kind,
+        address=wire.address,
+        sent_at=wire.sent_at,
+        body=wire.body,
+        sender=wire.sender,
+        sig=wire.sig,
+    )
+    unsigned = data[: len(data) - _SIG_FIELD - len(_VERSION_FIELD)] + _VERSION_FIELD
+    if not verify_signature(
+        envelope.sender_key, b64.decode(envelope.sig, 64), ENVELOPE_CONTEXT + unsigned
+    ):
+        raise RejectedError("bad-signature", "the envelope signature does not verify")
+    return envelope
 
 
 def _check_armor(body: Any) -> None:
-    # age armor is strict PEM: LF line ends, base64 lines; anything else is refused unread.
-    if not isinstance(body, str) or not _ARMOR.fullmatch(body):
+    # Anything but strict armor is refused unread.
+    if not is_armored(body):
         raise fail("envelope.body", "is not ASCII-armored age ciphertext")
 
 
@@ -221,8 +285,6 @@ def open_signed_record_as(data: bytes, record_type: type[R]) -> SignedRecord[R]:
 # A canonical signed record is {"record":R,"sig":"S","signer":"K"} (keys sorted), with S and K
 # of fixed length: R, the bytes the signature covers, is found without re-encoding it.
 _RECORD_HEAD = b'{"record":'
-_SIG_LENGTH = 86
-_KEY_LENGTH = 43
 _SIGNED_TAIL = len(b',"sig":"') + _SIG_LENGTH + len(b'","signer":"') + _KEY_LENGTH + len(b'"}')
 _SIGNED_DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
 # Bytes that every canonical record of printable ASCII is made of: with none other and no
