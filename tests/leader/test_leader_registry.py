@@ -230,8 +230,11 @@ def test_a_registry_made_before_the_heartbeat_counters_gains_them(leader_dir: Pa
 @given(
     taken=st.sets(st.integers(0, 1023), max_size=40) | st.just(set(range(1024))),
     pending=st.integers(0, 3),
+    start=st.integers(0, 1023),
 )
-def test_the_free_host_id_is_the_lowest_never_given(tmp_path: Path, taken, pending: int) -> None:
+def test_the_free_host_id_is_the_lowest_never_given(
+    tmp_path: Path, taken, pending: int, start: int
+) -> None:
     db = open_registry(tmp_path / f"free-{uuid.uuid4().hex}.sqlite3", busy_timeout_s=1)
     rows = [(host_id, f"h{host_id}", "active") for host_id in taken]
     rows += [(None, f"pending{n}", "pending") for n in range(pending)]
@@ -246,4 +249,41 @@ def test_the_free_host_id_is_the_lowest_never_given(tmp_path: Path, taken, pendi
     else:
         with pytest.raises(HostIdExhausted):
             free_host_id(db)
+    # Searching from ``start`` (every id below it taken, as a batch knows): the lowest free id
+    # from there.
+    db.executemany(
+        "INSERT INTO hosts (host_id, hostname, mac, status, first_seen)"
+        " VALUES (?, ?, '020000000002', 'active', 'now')",
+        [(host_id, f"below{host_id}") for host_id in range(start) if host_id not in taken],
+    )
+    above = [host_id for host_id in free if host_id >= start]
+    if above:
+        assert free_host_id(db, start) == above[0]
+    else:
+        with pytest.raises(HostIdExhausted):
+            free_host_id(db, start)
     db.close()
+
+
+def test_one_batch_fills_the_gaps_lowest_first_then_counts_on(leader_dir: Path) -> None:
+    import sqlite3
+
+    from cooee_agent.leader.registry.admission import Enrolment
+
+    keys = [agent_keys() for _ in range(10)]
+    with Registry(leader_dir / REGISTRY_FILE) as registry:
+        for n in range(6):
+            registry.enrol(record(keys[n], host=n), now=NOW, nonce_expires_at=0)
+    db = sqlite3.connect(leader_dir / REGISTRY_FILE)
+    with db:  # ids 2 and 4 free again, as after 'leader forget'
+        rows = [r[0] for r in db.execute("SELECT row FROM hosts WHERE host_id IN (2, 4)")]
+        for table in ("slots", "assignments", "presence", "pending_keys"):
+            db.executemany(f"DELETE FROM {table} WHERE host_row = ?", [(r,) for r in rows])
+        db.execute("DELETE FROM hosts WHERE host_id IN (2, 4)")
+    db.close()
+    with Registry(leader_dir / REGISTRY_FILE) as registry:
+        outcomes = registry.enrol_batch(
+            [Enrolment(record(keys[n], host=n), 0) for n in range(6, 10)], now=NOW
+        )
+        assert [o.host_id for o in outcomes] == [2, 4, 6, 7]
+        assert registry.check() == []

@@ -56,7 +56,7 @@ def approve(
         pending.clear(db, host["row"])
         if seal is not None:
             envelope = seal(record, host_id, tokens)
-            store_assignment(db, record, envelope, now_text(now))
+            store_assignment(db, host["row"], record, envelope, now_text(now))
         log.info(
             "operator approved %s/%s with key %s",
             host["hostname"],

@@ -104,47 +104,64 @@ def enrol_batch(
     """
     outcomes = []
     with transaction(db):
+        batch = _Batch(now, now_text(now), seal, limits)
         db.execute("DELETE FROM nonces WHERE expires_at < ?", (int(now.timestamp()),))
         for enrolment in enrolments:
             db.execute("SAVEPOINT enrolment")
             try:
-                outcome = _enrol_one(db, enrolment, now, seal, limits)
+                outcome = _enrol_one(db, enrolment, batch)
             except HostIdExhausted as error:
                 db.execute("ROLLBACK TO enrolment")
+                batch.free_from = 0
                 outcome = Outcome("exhausted", str(error))
             if outcome.reason in UNRECORDED:
                 db.execute("ROLLBACK TO enrolment")
+                batch.free_from = 0  # an id given out in the savepoint is free again
             db.execute("RELEASE enrolment")
             outcomes.append(outcome)
     return outcomes
 
 
-def _enrol_one(
-    db: sqlite3.Connection,
-    enrolment: Enrolment,
-    now: datetime,
-    seal: Sealer | None,
-    limits: Limits,
-) -> Outcome:
+@dataclass(slots=True)
+class _Batch:
+    """One enrolment batch's transaction: its moment, its answers, its bounds, and where the
+    search for a free host_id starts."""
+
+    now: datetime
+    stamp: str
+    seal: Sealer | None
+    limits: Limits
+    # Every host_id below it is taken: no other writer runs inside the transaction, and each id
+    # given out is the lowest free one; back to 0 when a savepoint is rolled back.
+    free_from: int = 0
+
+    def take_host_id(self, db: sqlite3.Connection) -> int:
+        host_id = free_host_id(db, self.free_from)
+        self.free_from = host_id + 1
+        return host_id
+
+
+def _enrol_one(db: sqlite3.Connection, enrolment: Enrolment, batch: _Batch) -> Outcome:
     record = enrolment.record
-    stamp = now_text(now)
-    if db.execute("SELECT 1 FROM nonces WHERE nonce = ?", (record.nonce,)).fetchone():
+    recorded = db.execute(
+        "INSERT OR IGNORE INTO nonces VALUES (?, ?)", (record.nonce, enrolment.nonce_expires_at)
+    )
+    if recorded.rowcount == 0:
         return Outcome("replayed", f"nonce {record.nonce} was already seen")
-    db.execute("INSERT INTO nonces VALUES (?, ?)", (record.nonce, enrolment.nonce_expires_at))
-    outcome = _enrol_host(db, enrolment, now, limits)
-    if outcome.accepted and seal is not None:
-        assert outcome.host_id is not None
-        envelope = seal(record, outcome.host_id, outcome.tokens)
-        store_assignment(db, record, envelope, stamp)
+    outcome, row = _enrol_host(db, enrolment, batch)
+    if outcome.accepted and batch.seal is not None:
+        assert outcome.host_id is not None and row is not None
+        envelope = batch.seal(record, outcome.host_id, outcome.tokens)
+        store_assignment(db, row, record, envelope, batch.stamp)
         return replace(outcome, assignment_envelope=envelope)
     return outcome
 
 
 def _enrol_host(
-    db: sqlite3.Connection, enrolment: Enrolment, now: datetime, limits: Limits
-) -> Outcome:
+    db: sqlite3.Connection, enrolment: Enrolment, batch: _Batch
+) -> tuple[Outcome, int | None]:
+    """The registry's decision, and the host's row when it was accepted."""
     record = enrolment.record
-    stamp = now_text(now)
     host = db.execute(
         "SELECT * FROM hosts WHERE hostname = ? AND mac = ?",
         (record.host.hostname, record.host.mac),
@@ -153,20 +170,20 @@ def _enrol_host(
     # Kept without its join token: a secret must not sit in clear in the registry.
     document = canonical(msgspec.structs.replace(record, join_token=None)).decode("utf-8")
     if host is not None and host["status"] == "revoked":
-        return Outcome("revoked", f"host {name} was revoked by an operator")
+        return Outcome("revoked", f"host {name} was revoked by an operator"), None
     if host is None or host["status"] == "pending":
-        return _first_contact(db, host, enrolment, document, now, limits)
+        return _first_contact(db, host, enrolment, document, batch)
     if not hmac.compare_digest(host["ed25519"], record.agent_ed25519):
-        claims = pending.hold(db, host["row"], record, document, stamp)
+        claims = pending.hold(db, host["row"], record, document, batch.stamp)
         return Outcome(
             "pending",
             f"host {name} returned with a different agent key; "
             "held until an operator runs 'leader approve'",
             host["host_id"],
             competing=_others(claims, record.agent_ed25519) if len(claims) > 1 else (),
-        )
-    tokens = apply_record(db, host["row"], host["host_id"], record, document, stamp)
-    return Outcome("accepted", f"known host {name}", host["host_id"], tokens)
+        ), None
+    tokens = apply_record(db, host["row"], host["host_id"], record, document, batch.stamp)
+    return Outcome("accepted", f"known host {name}", host["host_id"], tokens), host["row"]
 
 
 def _first_contact(
@@ -174,16 +191,15 @@ def _first_contact(
     host: sqlite3.Row | None,
     enrolment: Enrolment,
     document: str,
-    now: datetime,
-    limits: Limits,
-) -> Outcome:
+    batch: _Batch,
+) -> tuple[Outcome, int | None]:
     """A host without a host_id: admit it (join token or open Leader), or hold its key.
 
     A valid token admits the host whatever is pending under its name: a tokenless claimant
     that came first must not be able to squat a name the real host holds a token for.
     """
     record = enrolment.record
-    stamp = now_text(now)
+    now, stamp, limits = batch.now, batch.stamp, batch.limits
     name = f"{record.host.hostname} ({record.host.mac})"
     token_id = None
     if not enrolment.admitted and record.join_token is not None:
@@ -196,14 +212,15 @@ def _first_contact(
                 "rate-limited",
                 f"new host {name} refused: {limits.admissions_per_minute} new hosts were "
                 "admitted in the last minute; it is admitted when it enrols again later",
-            )
+            ), None
         if token_id is not None:
             join_tokens.spend(db, token_id)
-        host_id = free_host_id(db)
+        host_id = batch.take_host_id(db)
         if host is None:
             cursor = db.execute(
-                "INSERT INTO hosts (hostname, mac, status, first_seen) VALUES (?, ?, 'active', ?)",
-                (record.host.hostname, record.host.mac, stamp),
+                "INSERT INTO hosts (hostname, mac, status, first_seen, host_id, admitted_at)"
+                " VALUES (?, ?, 'active', ?, ?, ?)",
+                (record.host.hostname, record.host.mac, stamp, host_id, now.timestamp()),
             )
             assert cursor.lastrowid is not None
             row = cursor.lastrowid
@@ -212,13 +229,13 @@ def _first_contact(
             row = host["row"]
             others = _others(pending.held(db, row), record.agent_ed25519)
             pending.clear(db, row)
-        db.execute(
-            "UPDATE hosts SET host_id = ?, admitted_at = ? WHERE row = ?",
-            (host_id, now.timestamp(), row),
-        )
+            db.execute(
+                "UPDATE hosts SET host_id = ?, admitted_at = ? WHERE row = ?",
+                (host_id, now.timestamp(), row),
+            )
         tokens = apply_record(db, row, host_id, record, document, stamp)
         log.info("admitted new host %s as host_id %d", name, host_id)
-        return Outcome("accepted", f"new host {name}", host_id, tokens, competing=others)
+        return Outcome("accepted", f"new host {name}", host_id, tokens, competing=others), row
     if host is None:
         held_now = db.execute("SELECT count(*) FROM hosts WHERE status = 'pending'").fetchone()[0]
         if held_now >= limits.max_pending:
@@ -226,7 +243,7 @@ def _first_contact(
                 "pending-full",
                 f"new host {name} has no valid join token and {held_now} hosts already wait "
                 "for 'leader approve'; it is not held",
-            )
+            ), None
         cursor = db.execute(
             "INSERT INTO hosts (hostname, mac, status, first_seen) VALUES (?, ?, 'pending', ?)",
             (record.host.hostname, record.host.mac, stamp),
@@ -235,13 +252,13 @@ def _first_contact(
         pending.hold(db, cursor.lastrowid, record, document, stamp)
         return Outcome(
             "not-approved", f"new host {name} has no valid join token; held for 'leader approve'"
-        )
+        ), None
     claims = pending.hold(db, host["row"], record, document, stamp)
     return Outcome(
         "not-approved",
         f"host {name} waits for 'leader approve'",
         competing=_others(claims, record.agent_ed25519) if len(claims) > 1 else (),
-    )
+    ), None
 
 
 def _others(claims: Sequence[pending.PendingKey], key: str) -> tuple[str, ...]:
@@ -253,17 +270,20 @@ def _admitted_since(db: sqlite3.Connection, since: float) -> int:
     return int(row[0])
 
 
-def free_host_id(db: sqlite3.Connection) -> int:
-    # Lowest id never given to any host row; revoked hosts keep theirs, so an id is never
-    # reused and an old token can never name a different host.
-    # The lowest id with no host above it taken, or 0: a gap below the highest is found by
-    # the UNIQUE index on host_id, not by reading every row.
+def free_host_id(db: sqlite3.Connection, start: int = 0) -> int:
+    """The lowest host_id never given to any host row, where every id below ``start`` is known
+    to be taken. Revoked hosts keep theirs, so an id is never reused and an old token can never
+    name a different host."""
+    # ``start`` itself, or the lowest id above a taken one from ``start`` on: a gap is found by
+    # the UNIQUE index on host_id, not by reading every row, and a batch that counts on from
+    # its last id probes one entry.
     row = db.execute(
-        "SELECT free FROM (SELECT 0 AS free WHERE NOT EXISTS"
-        " (SELECT 1 FROM hosts WHERE host_id = 0)"
-        " UNION ALL SELECT MIN(host_id + 1) FROM hosts AS taken WHERE host_id IS NOT NULL"
+        "SELECT free FROM (SELECT ? AS free WHERE NOT EXISTS"
+        " (SELECT 1 FROM hosts WHERE host_id = ?)"
+        " UNION ALL SELECT MIN(host_id + 1) FROM hosts AS taken WHERE host_id >= ?"
         " AND NOT EXISTS (SELECT 1 FROM hosts WHERE host_id = taken.host_id + 1))"
-        " WHERE free IS NOT NULL ORDER BY free LIMIT 1"
+        " WHERE free IS NOT NULL ORDER BY free LIMIT 1",
+        (start, start, start),
     ).fetchone()
     if row is not None and row[0] < HOST_ID_COUNT:
         return int(row[0])
@@ -316,12 +336,8 @@ def apply_record(
 
 
 def store_assignment(
-    db: sqlite3.Connection, record: EnrolmentRecord, envelope: bytes, stamp: str
+    db: sqlite3.Connection, row: int, record: EnrolmentRecord, envelope: bytes, stamp: str
 ) -> None:
-    row = db.execute(
-        "SELECT row FROM hosts WHERE hostname = ? AND mac = ?",
-        (record.host.hostname, record.host.mac),
-    ).fetchone()["row"]
     db.execute(
         "INSERT OR REPLACE INTO assignments VALUES (?, ?, ?, ?, ?)",
         (record.nonce, row, record.agent_ed25519, envelope, stamp),
