@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from cooee_agent.errors import CooeeError
 from cooee_agent.leader.handled import Handled
+from cooee_agent.leader.registry.views import host_tokens
 from cooee_agent.leader.submission_book import Sender, SubmissionBook, receipt_record
 from cooee_agent.log_limit import LimitedWarnings
 from cooee_agent.protocol.errors import RejectedError
@@ -57,19 +58,15 @@ def lookup_sender(registry_path: Path, ed25519: str) -> tuple[str, Sender | None
     try:
         db.row_factory = sqlite3.Row
         row = db.execute(
-            "SELECT row, host_id, hostname, status, ed25519, age, pending_ed25519, pending_age"
+            "SELECT row, host_id, hostname, status, ed25519, age, pending_ed25519, pending_age,"
+            " record"
             " FROM hosts WHERE ed25519 = ? OR pending_ed25519 = ?"
             " ORDER BY ed25519 = ? DESC LIMIT 1",
             (ed25519, ed25519, ed25519),
         ).fetchone()
         if row is None:
             return "unknown-key", None, f"{ed25519} is no enrolled host's key"
-        tokens = tuple(
-            r["token"]
-            for r in db.execute(
-                "SELECT token FROM slots WHERE host_row = ? ORDER BY slot", (row["row"],)
-            )
-        )
+        tokens = host_tokens(row["host_id"], row["record"])
     finally:
         db.close()
     pinned = row["ed25519"] == ed25519

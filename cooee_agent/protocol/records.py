@@ -8,11 +8,12 @@ type (the kinds table, ``kinds.py``); anything else is refused with reason ``sch
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Protocol, Self
 
 import msgspec
 import msgspec.json
@@ -25,13 +26,12 @@ from cooee_agent.identity.canonical import (
     normalise_hostname,
     normalise_mac,
     normalise_model,
-    tuple_key,
 )
 from cooee_agent.identity.token import MAX_GPU_SLOT, MAX_HOST_ID
 from cooee_agent.identity.token import Token as DecodedToken
 from cooee_agent.identity.token import decode as decode_token
 from cooee_agent.protocol.errors import RejectedError
-from cooee_agent.protocol.schema import convert, fail, integer, text
+from cooee_agent.protocol.schema import canonical, convert, fail, integer, text
 
 SCHEMA_VERSION: Literal[1] = 1
 TOKEN_VERSION = 1  # the token format version the Leader issues
@@ -229,8 +229,10 @@ class EnrolmentRecord(Record, frozen=True, kw_only=True, forbid_unknown_fields=T
             raise fail("slots", "names a slot twice")
         gpu_of_slot = {s.slot: s.gpu_id for s in self.slots}
         host = (self.host.hostname, self.host.mac)
-        # A record repeats a few values in many tuples: each distinct one is checked once.
-        canonical_values: set[tuple[str, str]] = set()
+        # A record repeats a few values in many tuples: each distinct one is checked once, and
+        # those its host and slots were found canonical with (their own checks) not again.
+        canonical_values = {("hostname", host[0]), ("mac", host[1])}
+        canonical_values.update(("gpu_id", gpu_id) for gpu_id in gpu_of_slot.values())
         for index, entry in enumerate(self.agents):
             fields = entry.tuple
             for field, value in (
@@ -256,8 +258,9 @@ class EnrolmentRecord(Record, frozen=True, kw_only=True, forbid_unknown_fields=T
                     "key-mismatch",
                     f"agents[{index}].tuple.gpu_id is not the gpu_id of slot {entry.slot}",
                 )
-            # The fields are canonical, so their key is the canonical tuple's.
-            if tuple_key(fields) != entry.key:
+            # The fields are canonical, so their key is the canonical tuple's: the SHA-256 of
+            # their canonical JSON, which is the canonical encoding of these four fields.
+            if hashlib.sha256(canonical(fields)).hexdigest() != entry.key:
                 raise RejectedError(
                     "key-mismatch", f"agents[{index}].key is not the SHA-256 of its canonical tuple"
                 )
@@ -289,6 +292,24 @@ class SlotToken(Record, frozen=True, kw_only=True, forbid_unknown_fields=True):
     slot: Slot
     gpu_id: Text
     token: Token
+
+
+class SlotLike(Protocol):
+    @property
+    def slot(self) -> int: ...
+    @property
+    def gpu_id(self) -> str: ...
+
+
+def slot_tokens(host_id: int, slots: Iterable[SlotLike]) -> tuple[SlotToken, ...]:
+    """The token of each of host ``host_id``'s slots, in their order: a token is its host_id
+    and slot (docs/PROTOCOL.md section 1), so the Leader keeps none of them."""
+    from cooee_agent.identity import token as codec
+
+    return tuple(
+        SlotToken(slot=s.slot, gpu_id=s.gpu_id, token=codec.encode(TOKEN_VERSION, host_id, s.slot))
+        for s in slots
+    )
 
 
 class Assignment(Record, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -444,7 +465,12 @@ def new_nonce() -> str:
 
 
 def now_text(moment: datetime | None = None) -> str:
-    return (moment or datetime.now(UTC)).astimezone(UTC).strftime(TIME_FORMAT)
+    """``moment`` (default: now) as a protocol time, TIME_FORMAT in UTC."""
+    # Formatted by hand: strftime took 7 us, and the Leader writes several times per message.
+    at = (moment or datetime.now(UTC)).astimezone(UTC)
+    return (
+        f"{at.year:04d}-{at.month:02d}-{at.day:02d}T{at.hour:02d}:{at.minute:02d}:{at.second:02d}Z"
+    )
 
 
 _TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})Z")

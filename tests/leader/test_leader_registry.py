@@ -120,15 +120,15 @@ def test_2032_agents_on_254_hosts_are_assigned_unique_stable_tokens(leader_dir: 
         assert leader.registry.check() == []
 
 
-def test_an_older_registry_with_a_row_per_agent_opens_and_shows_the_record_agents(
+def test_an_older_registry_with_rows_per_agent_and_slot_opens_and_shows_the_record(
     leader_dir: Path,
 ) -> None:
     import sqlite3
 
     with Registrar(leader_dir) as leader:
-        enrol(leader, agent_keys(), 1, gpus=2, models=("qwen2:7b", "llama3:8b"))
-        shown = leader.registry.hosts()[0].agents
-    # The table older releases kept, with a row that disagrees with the record: never read.
+        result = enrol(leader, agent_keys(), 1, gpus=2, models=("qwen2:7b", "llama3:8b"))
+        shown = leader.registry.hosts()[0]
+    # The tables older releases kept, with rows that disagree with the record: never read.
     db = sqlite3.connect(leader_dir / REGISTRY_FILE)
     with db:
         db.execute(
@@ -136,20 +136,30 @@ def test_an_older_registry_with_a_row_per_agent_opens_and_shows_the_record_agent
             " gpu_id TEXT, PRIMARY KEY (host_row, key))"
         )
         db.execute("INSERT INTO agents VALUES (1, 'stale', 0, 'gone:1b', 'gpu-x')")
+        db.execute(
+            "CREATE TABLE slots (host_row INTEGER, slot INTEGER, gpu_id TEXT, vendor TEXT,"
+            " name TEXT, token TEXT UNIQUE, PRIMARY KEY (host_row, slot))"
+        )
+        db.execute("INSERT INTO slots VALUES (1, 5, 'gpu-x', 'amd', 'stale', 'ZZZZZ')")
     db.close()
     with Registrar(leader_dir) as leader:
-        assert leader.registry.hosts()[0].agents == shown
-        assert [(a["slot"], a["model"]) for a in shown] == [
+        again = leader.registry.hosts()[0]
+        assert (again.agents, again.slots) == (shown.agents, shown.slots)
+        assert [(a["slot"], a["model"]) for a in shown.agents] == [
             (0, "llama3:8b"),
             (0, "qwen2:7b"),
             (1, "llama3:8b"),
             (1, "qwen2:7b"),
         ]
+        assert [(s["slot"], s["token"]) for s in shown.slots] == [
+            (t.slot, t.token) for t in result.tokens
+        ]
+        assert [s["token"] for s in shown.slots] == [codec.encode(1, 0, 0), codec.encode(1, 0, 1)]
         assert leader.registry.check() == []
     db = sqlite3.connect(leader_dir / REGISTRY_FILE)
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     db.close()
-    assert "agents" not in tables
+    assert not {"agents", "slots"} & tables
 
 
 def test_a_stored_record_that_no_longer_passes_is_named_by_the_check(leader_dir: Path) -> None:
@@ -277,7 +287,7 @@ def test_one_batch_fills_the_gaps_lowest_first_then_counts_on(leader_dir: Path) 
     db = sqlite3.connect(leader_dir / REGISTRY_FILE)
     with db:  # ids 2 and 4 free again, as after 'leader forget'
         rows = [r[0] for r in db.execute("SELECT row FROM hosts WHERE host_id IN (2, 4)")]
-        for table in ("slots", "assignments", "presence", "pending_keys"):
+        for table in ("assignments", "presence", "pending_keys"):
             db.executemany(f"DELETE FROM {table} WHERE host_row = ?", [(r,) for r in rows])
         db.execute("DELETE FROM hosts WHERE host_id IN (2, 4)")
     db.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 
@@ -123,3 +124,26 @@ def test_arbitrary_json_is_refused_with_a_schema_reason_never_a_crash(kind: str,
         assert error.reason in ("schema", "key-mismatch")
     else:
         raise AssertionError(f"accepted {value!r}")
+
+
+@given(st.tuples(*(st.text(max_size=40) for _ in range(4))))
+def test_a_tuple_key_from_the_record_fields_is_the_identity_tuple_key(fields) -> None:
+    # The Leader hashes the canonical encoding of a record's tuple fields; the identity package
+    # defines the key over the canonical tuple JSON. They must never drift apart.
+    from cooee_agent.identity.canonical import canonical_json, tuple_key
+    from cooee_agent.protocol.records import TupleFields
+    from cooee_agent.protocol.schema import canonical
+
+    gpu_id, hostname, mac, model = fields
+    tuple_fields = TupleFields(gpu_id=gpu_id, hostname=hostname, mac=mac, model=model)
+    assert canonical(tuple_fields) == canonical_json(tuple_fields).encode("utf-8")
+    assert hashlib.sha256(canonical(tuple_fields)).hexdigest() == tuple_key(tuple_fields)
+
+
+@given(st.datetimes(datetime(1000, 1, 2), datetime(9999, 12, 30), timezones=st.timezones()))
+def test_a_protocol_time_is_strftime_of_the_utc_moment_and_parses_back(moment: datetime) -> None:
+    from cooee_agent.protocol.records import TIME_FORMAT, now_text, parse_time
+
+    text = now_text(moment)
+    assert text == moment.astimezone(UTC).strftime(TIME_FORMAT)
+    assert parse_time(text) == moment.astimezone(UTC).replace(microsecond=0)

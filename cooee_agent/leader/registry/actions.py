@@ -83,7 +83,7 @@ def revoke(db: sqlite3.Connection, selector: str, *, now: datetime) -> HostView:
 def forget(
     db: sqlite3.Connection, selector: str, *, now: datetime, grace: timedelta = FORGET_GRACE
 ) -> HostView:
-    """Delete a host revoked at least ``grace`` ago, with its slots, assignments and
+    """Delete a host revoked at least ``grace`` ago, with its assignments and
     presence: its host_id is free for the next host admitted. Returns the host as it was."""
     with transaction(db):
         host = find(db, selector)
@@ -102,7 +102,7 @@ def forget(
                 f"{now_text(ready)} (its slot tokens may still be in use until then)"
             )
         before = view(db, host["row"])
-        for table in ("slots", "assignments", "presence", "pending_keys"):
+        for table in ("assignments", "presence", "pending_keys"):
             db.execute(f"DELETE FROM {table} WHERE host_row = ?", (host["row"],))
         db.execute("DELETE FROM hosts WHERE row = ?", (host["row"],))
         log.warning("operator forgot %s; host_id %s is free again", name, host["host_id"])

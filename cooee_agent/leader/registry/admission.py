@@ -20,7 +20,7 @@ from cooee_agent.identity import token as codec
 from cooee_agent.leader.database import transaction
 from cooee_agent.leader.errors import HostIdExhausted
 from cooee_agent.leader.registry import join_tokens, pending
-from cooee_agent.protocol.records import TOKEN_VERSION, EnrolmentRecord, SlotToken, now_text
+from cooee_agent.protocol.records import EnrolmentRecord, SlotToken, now_text, slot_tokens
 from cooee_agent.protocol.schema import canonical
 
 log = logging.getLogger(__name__)
@@ -303,8 +303,8 @@ def apply_record(
     *,
     clear_pending: bool = False,
 ) -> tuple[SlotToken, ...]:
-    """Pin the record's keys and replace the host's slots by the record's (its agents are read
-    from the record itself, ``views.view``).
+    """Pin the record's keys and make it the host's record: its slots and agents are read from
+    it (``views``), and its tokens are its host_id and slot numbers.
 
     A pending key change stays until an operator decides: the old key enrolling again must
     not wipe the evidence that someone else claimed this host.
@@ -320,19 +320,7 @@ def apply_record(
             " pending_record = NULL WHERE row = ?",
             (row,),
         )
-    db.execute("DELETE FROM slots WHERE host_row = ?", (row,))
-    tokens = tuple(
-        SlotToken(slot=s.slot, gpu_id=s.gpu_id, token=codec.encode(TOKEN_VERSION, host_id, s.slot))
-        for s in record.slots
-    )
-    db.executemany(
-        "INSERT INTO slots VALUES (?, ?, ?, ?, ?, ?)",
-        [
-            (row, s.slot, s.gpu_id, s.vendor, s.name, t.token)
-            for s, t in zip(record.slots, tokens, strict=True)
-        ],
-    )
-    return tokens
+    return slot_tokens(host_id, record.slots)
 
 
 def store_assignment(

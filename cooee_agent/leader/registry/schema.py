@@ -5,11 +5,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from cooee_agent.identity import token as codec
 from cooee_agent.leader.database import add_missing_columns, open_database, transaction
 from cooee_agent.leader.registry import join_tokens, pending
 from cooee_agent.protocol.errors import RejectedError
-from cooee_agent.protocol.records import TOKEN_VERSION, EnrolmentRecord
+from cooee_agent.protocol.records import EnrolmentRecord
 from cooee_agent.protocol.schema import loads
 
 SCHEMA = """
@@ -28,15 +27,6 @@ CREATE TABLE IF NOT EXISTS hosts (
     first_seen TEXT NOT NULL,
     last_enrolled TEXT,
     UNIQUE (hostname, mac)
-);
-CREATE TABLE IF NOT EXISTS slots (
-    host_row INTEGER NOT NULL REFERENCES hosts (row),
-    slot INTEGER NOT NULL,
-    gpu_id TEXT NOT NULL,
-    vendor TEXT NOT NULL,
-    name TEXT NOT NULL,
-    token TEXT NOT NULL UNIQUE,
-    PRIMARY KEY (host_row, slot)
 );
 CREATE TABLE IF NOT EXISTS nonces (
     nonce TEXT PRIMARY KEY,
@@ -91,9 +81,11 @@ def open_registry(path: Path, *, busy_timeout_s: float) -> sqlite3.Connection:
         "CREATE INDEX IF NOT EXISTS hosts_admitted ON hosts (admitted_at);"
         "CREATE INDEX IF NOT EXISTS hosts_status ON hosts (status);"
         # Releases before this one kept a row per agent tuple (32 a host at 8 slots and 4
-        # models): a copy of what the host's record holds, and the largest share of an
-        # enrolment's writes. The record is now the only copy.
+        # models) and per slot with its token: copies of what the host's record holds (a token
+        # is its host_id and slot, section 1), and most of an enrolment's writes. The record
+        # is now the only copy.
         "DROP TABLE IF EXISTS agents;"
+        "DROP TABLE IF EXISTS slots;"
     )
     with transaction(db):
         pending.backfill(db)
@@ -118,11 +110,6 @@ def check(db: sqlite3.Connection) -> list[str]:
     """Consistency problems found (empty when sound): SQLite's own check plus our invariants."""
     problems = [r[0] for r in db.execute("PRAGMA integrity_check") if r[0] != "ok"]
     problems += [f"foreign key violation in {r[0]}" for r in db.execute("PRAGMA foreign_key_check")]
-    for row in db.execute(
-        "SELECT h.host_id, s.slot, s.token FROM slots s JOIN hosts h ON h.row = s.host_row"
-    ):
-        if row["host_id"] is None or codec.encode(TOKEN_VERSION, row[0], row[1]) != row[2]:
-            problems.append(f"slot {row[1]} of host_id {row[0]} carries token {row[2]}")
     for row in db.execute(
         "SELECT row, host_id, hostname, mac, record FROM hosts WHERE status = 'active'"
     ):

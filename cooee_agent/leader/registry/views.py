@@ -13,7 +13,7 @@ from cooee_agent.files import shown
 from cooee_agent.identity.canonical import normalise_mac
 from cooee_agent.leader.errors import RegistryError
 from cooee_agent.leader.registry.pending import key_fingerprint
-from cooee_agent.protocol.records import EnrolmentRecord, SlotToken
+from cooee_agent.protocol.records import EnrolmentRecord, SlotToken, slot_tokens
 from cooee_agent.protocol.schema import loads
 
 # How the announced slot states sum up to one word for the host, worst first.
@@ -121,10 +121,7 @@ def host_by_id(db: sqlite3.Connection, host_id: int) -> HostView | None:
 
 def view(db: sqlite3.Connection, row: int) -> HostView:
     host = db.execute("SELECT * FROM hosts WHERE row = ?", (row,)).fetchone()
-    slots = db.execute(
-        "SELECT slot, gpu_id, vendor, name, token FROM slots WHERE host_row = ? ORDER BY slot",
-        (row,),
-    ).fetchall()
+    parts = _parts(host)
     seen = db.execute("SELECT * FROM presence WHERE host_row = ?", (row,)).fetchone()
     presence = None
     if seen is not None:
@@ -148,8 +145,8 @@ def view(db: sqlite3.Connection, row: int) -> HostView:
         ed25519=host["ed25519"],
         first_seen=host["first_seen"],
         last_enrolled=host["last_enrolled"],
-        slots=tuple(dict(s) for s in slots),
-        agents=_agents(host),
+        slots=_slots(host["host_id"], parts),
+        agents=_agents(host, parts),
         presence=presence,
         pending_keys=tuple(
             (key_fingerprint(r["ed25519"]), r["seen_at"])
@@ -173,21 +170,50 @@ class _AgentShown(msgspec.Struct, frozen=True):
     tuple: _TupleShown
 
 
-class _RecordAgents(msgspec.Struct, frozen=True):
-    """The agents of a stored record, every other field skipped unread."""
+class _SlotShown(msgspec.Struct, frozen=True):
+    slot: int
+    gpu_id: str
+    vendor: str
+    name: str
 
+
+class _RecordParts(msgspec.Struct, frozen=True):
+    """The slots and agents of a stored record, every other field skipped unread."""
+
+    slots: tuple[_SlotShown, ...] = ()
     agents: tuple[_AgentShown, ...] = ()
 
 
-_READ_AGENTS = msgspec.json.Decoder(_RecordAgents)
+_READ_PARTS = msgspec.json.Decoder(_RecordParts)
 
 
-def _agents(host: sqlite3.Row) -> tuple[dict[str, Any], ...]:
-    """The host's agent tuples, from its accepted record (checked in full when it was accepted;
-    a host with none, held for approval, has none)."""
-    if host["record"] is None:
+def _parts(host: sqlite3.Row) -> _RecordParts:
+    """What the host's accepted record says of its slots and agents (checked in full when it was
+    accepted); a host with none, held for approval, has none."""
+    if host["record"] is None or host["host_id"] is None:
+        return _RecordParts()
+    return _READ_PARTS.decode(host["record"])
+
+
+def host_tokens(host_id: int | None, record: str | None) -> tuple[str, ...]:
+    """A host's slot tokens in slot order, from its host_id and stored record (none without)."""
+    if host_id is None or record is None:
         return ()
-    agents = _READ_AGENTS.decode(host["record"]).agents
+    slots = sorted(_READ_PARTS.decode(record).slots, key=lambda s: s.slot)
+    return tuple(t.token for t in slot_tokens(host_id, slots))
+
+
+def _slots(host_id: int | None, parts: _RecordParts) -> tuple[dict[str, Any], ...]:
+    if host_id is None:
+        return ()
+    ordered = sorted(parts.slots, key=lambda s: s.slot)
+    return tuple(
+        {"slot": s.slot, "gpu_id": s.gpu_id, "vendor": s.vendor, "name": s.name, "token": t.token}
+        for s, t in zip(ordered, slot_tokens(host_id, ordered), strict=True)
+    )
+
+
+def _agents(host: sqlite3.Row, parts: _RecordParts) -> tuple[dict[str, Any], ...]:
     return tuple(
         {
             "slot": a.slot,
@@ -197,7 +223,7 @@ def _agents(host: sqlite3.Row) -> tuple[dict[str, Any], ...]:
             "hostname": host["hostname"],
             "mac": host["mac"],
         }
-        for a in sorted(agents, key=lambda a: (a.slot, a.tuple.model, a.key))
+        for a in sorted(parts.agents, key=lambda a: (a.slot, a.tuple.model, a.key))
     )
 
 
@@ -261,9 +287,6 @@ def active_enrolment(db: sqlite3.Connection, host_id: int) -> ActiveEnrolment | 
 
 
 def _active_enrolment(db: sqlite3.Connection, row: sqlite3.Row) -> ActiveEnrolment:
-    slots = db.execute(
-        "SELECT slot, gpu_id, token FROM slots WHERE host_row = ? ORDER BY slot", (row["row"],)
-    ).fetchall()
     record = EnrolmentRecord.from_dict(loads(row["record"], "stored record"))
-    tokens = tuple(SlotToken(slot=s["slot"], gpu_id=s["gpu_id"], token=s["token"]) for s in slots)
-    return ActiveEnrolment(row["host_id"], record, tokens)
+    slots = sorted(record.slots, key=lambda s: s.slot)
+    return ActiveEnrolment(row["host_id"], record, slot_tokens(row["host_id"], slots))
