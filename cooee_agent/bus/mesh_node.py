@@ -159,6 +159,7 @@ class MeshNode:
             contextlib.AsyncExitStack() as services,
         ):
             if self._dht is not None:
+                self._dht.attach(nursery)
                 await services.enter_async_context(background_trio_service(self._dht.dht))
                 if config.dht is not None and config.dht.server:
                     # A client asks its connected peers and the peers they name; no table.
