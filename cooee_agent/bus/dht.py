@@ -9,11 +9,11 @@ What py-libp2p 0.8.1's KadDHT does and this module adds:
   stream to it, clients included: ``libp2p_patches.route_to_servers_only``):
   ``DhtService.maintain`` adds the connected servers and refreshes the table at once when a
   bootstrap peer connects and then every ``DhtSettings.refresh_interval``;
-- ``get_value`` returns a local copy without asking the validator or the network (an expired or
-  superseded record would be served until the store's 24 h TTL): ``get`` asks the network with
-  the local copy set aside, and keeps the better of the two that the rules accept; it asks the
-  closest peers itself (``_ask_closest``), waiting for the first acceptable answer and a short
-  grace for the others rather than for the slowest of them;
+- ``get_value`` returns a local copy without asking the validator (an expired record, or one
+  sealed to a read key this node has since replaced, would be served until the store's 24 h
+  TTL): ``get`` answers from the local copy only when the rules accept it now, and otherwise
+  asks the closest peers itself (``_ask_closest``), waiting for the first acceptable answer and
+  a short grace for the others rather than for the slowest of them;
 - the protocol id is always ``/ipfs/kad/1.0.0`` and the default ``pk``/``ipns`` validators stay:
   a go-libp2p-kad-dht node with its default prefix and a ``cooee`` validator talks to it.
 """
@@ -125,33 +125,35 @@ class DhtService:
             await self.dht.put_value(key, value)
 
     async def get(self, key: str) -> bytes | None:
-        """The best accepted value for ``key``: the network's, or this node's own copy."""
+        """The best accepted value for ``key``: this node's own copy when the rules accept it,
+        else the best that the closest peers sent.
+
+        The copy in the store is the best of every value put to this node (a PUT that loses the
+        rules' ``select`` to it is refused), so it is never older than one that reached this
+        node; what this node learns by asking is not kept (see docs/PROTOCOL.md, section 11)."""
         import trio
 
         store = self.dht.value_store
         raw = key.encode("utf-8")
-        # Out of the store while asking, or get_value answers with it unasked (and unchecked).
         local = store.get(raw)
-        store.remove(raw)
-        candidates: list[bytes] = []
         if local is not None:
             try:
                 self.rules.check(key, local.value)
-                candidates.append(local.value)
             except Exception as error:
+                # Expired, or sealed to a read key this node has replaced: no use to anyone
+                # here, and get_value below would answer with it unchecked.
                 logger.debug("dropping the local copy of %s: %s", key, error)
+                store.remove(raw)
+            else:
+                return bytes(local.value)
         found = await self._ask_closest(key)
         if not found:
             with trio.move_on_after(self.settings.query_timeout):
                 value = await self.dht.get_value(key, quorum=self.settings.get_quorum)
                 found = [] if value is None else [value]
-        candidates.extend(found)
-        if not candidates:
+        if not found:
             return None
-        best = candidates[self.rules.select(key, candidates)]
-        if store.get(raw) is None:
-            store.put(raw, best)
-        return best
+        return found[self.rules.select(key, found)]
 
     async def _ask_closest(self, key: str) -> list[bytes]:
         """GET_VALUE straight to the closest peers this node knows (its connected peers when

@@ -267,3 +267,41 @@ def test_a_newer_value_arriving_within_the_grace_wins_over_the_first_answer(
     _answer_late(busy, 0.3)
     with _client(tmp_path, [prompt, busy], grace=5.0) as client:
         assert _seq_of(client.dht_get(KEY)) == 2
+
+
+def test_a_node_answers_from_its_own_copy_without_waiting_for_busy_peers(
+    dht_nodes: Callable[..., MeshTransport],
+) -> None:
+    import time
+
+    leader = dht_nodes("leader")
+    boot = tuple(multiaddrs_of(leader))
+    agents = [dht_nodes(f"agent-{n}", boot) for n in range(3)]
+    _until_tables_hold(agents, 3)
+    leader.dht_put(KEY, value(seq=10))
+    leader.dht_put(KEY, value(seq=11))  # every holder keeps the newer of the two
+    for busy in [leader, *agents[1:]]:
+        _answer_late(busy, 3.0)
+    started = time.monotonic()
+    assert _seq_of(agents[0].dht_get(KEY)) == 11
+    # Asking the closest peers first took the busy ones' 3 s.
+    assert time.monotonic() - started < 1.5
+
+
+def test_a_local_copy_the_rules_refuse_is_dropped_and_the_network_asked(
+    dht_nodes: Callable[..., MeshTransport],
+) -> None:
+    leader = dht_nodes("leader")
+    boot = tuple(multiaddrs_of(leader))
+    agents = [dht_nodes(f"agent-{n}", boot) for n in range(2)]
+    _until_tables_hold(agents, 2)
+    leader.dht_put(KEY, value(seq=10))
+    refused = {
+        "expired": value(seq=99, expires_in=timedelta(seconds=-1)),
+        "another signer": value(seq=99, signer=Ed25519PrivateKey.generate()),
+        "an old read key": value(seq=99, read_key=str(x25519.Identity.generate().to_public())),
+    }
+    for why, planted in refused.items():
+        _plant(agents[0], planted)
+        assert _seq_of(agents[0].dht_get(KEY)) == 10, why
+        assert _held(agents[0]) is None, why
