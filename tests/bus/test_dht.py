@@ -305,3 +305,18 @@ def test_a_local_copy_the_rules_refuse_is_dropped_and_the_network_asked(
         _plant(agents[0], planted)
         assert _seq_of(agents[0].dht_get(KEY)) == 10, why
         assert _held(agents[0]) is None, why
+
+
+def test_a_client_without_topics_sets_up_no_gossipsub_with_its_peer(
+    dht_nodes: Callable[..., MeshTransport], tmp_path: Path
+) -> None:
+    import time
+
+    leader = dht_nodes("leader", refresh=3600)
+    leader.dht_put(KEY, value(seq=1))
+    with _client(tmp_path, [leader]) as client:
+        assert _seq_of(client.dht_get(KEY)) == 1
+        time.sleep(0.5)  # a gossipsub hello is done within milliseconds
+        assert client.peer_id not in leader.peer_protocols()
+        assert client.peer_protocols() == {}
+        assert client.repair("cooee/enrol/v1") == "no topics: nothing to mend"
