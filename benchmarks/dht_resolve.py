@@ -11,8 +11,9 @@ times:
 
 - ``registry``: what ``resolve`` does on the Leader's host: open the SQLite registry, read the
   host, close;
-- ``dht_warm``: what a running agent's node does: ``dht_get`` the record from the network, check
-  it with the validator rules and open it with the read key (from this process's agent node);
+- ``dht_warm``: what a running agent's node does: ``dht_get`` the record, check it with the
+  validator rules and open it with the read key (from this process's agent node; it holds a copy
+  of every record here, put to it by the Leader, and answers from it: ``bus.dht``);
 - ``dht_cold``: what ``resolve --mesh`` does once its Python has started: start a client node,
   dial this process's agent node, get, check, open, stop (``--cold`` lookups);
 - ``dht_leader_down``: ``dht_warm`` again after the Leader's node is closed.

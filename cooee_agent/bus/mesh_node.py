@@ -21,7 +21,9 @@ What 0.8.1 does by default and this module changes (see docs/PROTOCOL.md, sectio
 - no redial, and a failed dial blocks the peer for 60 s: each bootstrap peer has a task that
   clears that negative cache and redials with exponential backoff and jitter.
 - mDNS and UPnP: UPnP always off, mDNS only when ``MeshConfig.mdns`` is set.
-- Kademlia: only with ``MeshConfig.dht``, on this same host and port (``bus.dht``).
+- Kademlia: only with ``MeshConfig.dht``, on this same host and port (``bus.dht``). A node with
+  no topics at all (the ``resolve --mesh`` client) runs no gossipsub: it has nothing to say
+  there, and setting up pubsub with its peer on connecting doubled its first lookup.
 - a listen that fails (port taken) is only logged, and SO_REUSEPORT lets a second node share a
   taken port: a fixed port is probed with a plain bind first, and a node that listens on
   nothing stops with TransportError.
@@ -119,6 +121,7 @@ class MeshNode:
             raise TransportError(f"bad multiaddr in mesh config: {error}") from error
 
         _check_ports_free(listen)
+        gossiping = bool(config.topics or config.publish_only)
         host = new_host(
             key_pair=key_pair,
             sec_opt={NOISE_ID: NoiseTransport(key_pair, noise_privkey=new_x25519().private_key)},
@@ -144,7 +147,11 @@ class MeshNode:
         # PRUNEs naming peers to dial are followed only from the peers the operator configured.
         trusted = {info.peer_id for info in bootstrap} if config.peer_exchange else set()
         gossipsub.cooee_px_from = trusted  # type: ignore[attr-defined]
-        pubsub = Pubsub(host, gossipsub, strict_signing=True, max_inbound_rpc_size=MAX_RPC_BYTES)
+        pubsub = (
+            Pubsub(host, gossipsub, strict_signing=True, max_inbound_rpc_size=MAX_RPC_BYTES)
+            if gossiping
+            else None
+        )
         self._host, self._pubsub, self._my_id = host, pubsub, host.get_id()
         self.peer_id = host.get_id().to_base58()
         self._stop = trio.Event()
@@ -154,11 +161,13 @@ class MeshNode:
         async with (
             host.run(listen_addrs=listen),
             trio.open_nursery() as nursery,
-            background_trio_service(pubsub),
-            background_trio_service(gossipsub),
             contextlib.AsyncExitStack() as services,
         ):
+            if pubsub is not None:
+                await services.enter_async_context(background_trio_service(pubsub))
+                await services.enter_async_context(background_trio_service(gossipsub))
             if self._dht is not None:
+                self._dht.attach(nursery)
                 await services.enter_async_context(background_trio_service(self._dht.dht))
                 if config.dht is not None and config.dht.server:
                     # A client asks its connected peers and the peers they name; no table.
@@ -169,8 +178,10 @@ class MeshNode:
                 raise TransportError(f"could not listen on {', '.join(config.listen)}")
             if listening < len(listen):
                 logger.warning("listening on %d of %d addresses", listening, len(listen))
-            await pubsub.wait_until_ready()
+            if pubsub is not None:
+                await pubsub.wait_until_ready()
             for topic in config.topics:
+                assert pubsub is not None
                 pubsub.set_topic_validator(topic, self._validate, False)
                 subscription = await pubsub.subscribe(topic)
                 nursery.start_soon(self._drain, topic, subscription)
@@ -220,10 +231,14 @@ class MeshNode:
 
     def topic_peers(self, topic: str) -> list[str]:
         """Connected peers known to have joined ``topic``: the ones a publish can reach."""
+        if self._pubsub is None:
+            return []
         return sorted(p.to_base58() for p in self._pubsub.peer_topics.get(topic, ()))
 
     def mesh_peers(self, topic: str) -> list[str]:
         """The peers of this node's gossipsub mesh for ``topic``: the ones that relay to it."""
+        if self._pubsub is None:
+            return []
         return sorted(p.to_base58() for p in self._pubsub.router.mesh.get(topic, ()))
 
     async def repair(self, topic: str) -> str:
@@ -231,6 +246,8 @@ class MeshNode:
         (a peer that lost them publishes nothing to it), re-join the topic's mesh when it is
         empty (GRAFTs to peers outside their backoff), and dial at once every bootstrap peer
         that is not connected. Returns what was done, for the log."""
+        if self._pubsub is None:
+            return "no topics: nothing to mend"
         pubsub, router = self._pubsub, self._pubsub.router
         await pubsub.message_all_peers(pubsub.get_hello_packet().SerializeToString())
         done = [f"subscriptions re-announced to {len(pubsub.peers)} peer(s)"]
@@ -275,6 +292,8 @@ class MeshNode:
 
     def peer_protocols(self) -> dict[str, str]:
         """The gossipsub protocol negotiated with each pubsub peer (e.g. ``/meshsub/1.2.0``)."""
+        if self._pubsub is None:
+            return {}
         router = self._pubsub.router
         return {p.to_base58(): str(proto) for p, proto in router.peer_protocol.items()}
 

@@ -32,7 +32,13 @@ READ = x25519.Identity.generate()
 KEY = host_key(3)
 
 
-def value(seq: int, signer: Ed25519PrivateKey = LEADER, hostname: str = "gpu-03") -> bytes:
+def value(
+    seq: int,
+    signer: Ed25519PrivateKey = LEADER,
+    hostname: str = "gpu-03",
+    expires_in: timedelta = timedelta(hours=1),
+    read_key: str = str(READ.to_public()),
+) -> bytes:
     info = HostInfo(
         host_id=3,
         seq=seq,
@@ -43,8 +49,8 @@ def value(seq: int, signer: Ed25519PrivateKey = LEADER, hostname: str = "gpu-03"
         agent_key=None,
         slots=(),
     )
-    expires = datetime.now(UTC) + timedelta(hours=1)
-    return seal_host_record(info, signer, str(READ.to_public()), expires_at=expires)
+    expires = datetime.now(UTC) + expires_in
+    return seal_host_record(info, signer, read_key, expires_at=expires)
 
 
 class _Anything:
@@ -173,3 +179,144 @@ def _until_connected(node: MeshTransport) -> None:
     while not node.peers():
         assert time.monotonic() < deadline, "no connection"
         time.sleep(0.05)
+
+
+def _answer_late(node: MeshTransport, seconds: float) -> None:
+    """From now on ``node`` answers every DHT question ``seconds`` late, as a peer does whose
+    process waits for its turn on a busy CPU."""
+    import trio
+    from libp2p.kad_dht.common import PROTOCOL_ID
+
+    kad = node._node._need_dht().dht
+
+    async def late(stream: Any) -> None:
+        await trio.sleep(seconds)
+        await kad.handle_stream(stream)
+
+    trio.from_thread.run_sync(
+        kad.host.set_stream_handler, PROTOCOL_ID, late, trio_token=node._token
+    )
+
+
+def _plant(node: MeshTransport, data: bytes) -> None:
+    """Put ``data`` straight into the node's store, past its rules (what a PUT cannot do)."""
+    import trio
+
+    store = node._node._need_dht().dht.value_store
+    trio.from_thread.run_sync(store.put, KEY.encode(), data, trio_token=node._token)
+
+
+def _held(node: MeshTransport) -> bytes | None:
+    import trio
+
+    store = node._node._need_dht().dht.value_store
+    record = trio.from_thread.run_sync(store.get, KEY.encode(), trio_token=node._token)
+    return None if record is None else bytes(record.value)
+
+
+def _client(tmp_path: Path, peers: list[MeshTransport], grace: float | None = None) -> Any:
+    settings = DhtSettings(server=False)
+    if grace is not None:
+        settings = DhtSettings(server=False, answer_grace=grace)
+    config = MeshConfig(
+        state_dir=tmp_path / "client",
+        listen=("/ip4/127.0.0.1/tcp/0",),
+        bootstrap=tuple(multiaddrs_of(peer)[0] for peer in peers),
+        topics=(),
+        dht=settings,
+    )
+    honest = HostRecordRules(trusted={raw_public(LEADER)}, read_key=str(READ.to_public()))
+    client = start_mesh(config, dht_rules=honest)
+    import time
+
+    deadline = time.monotonic() + 30
+    while len(client.peers()) < len(peers):
+        assert time.monotonic() < deadline, "the client did not reach every peer"
+        time.sleep(0.05)
+    return client
+
+
+def test_a_peer_that_answers_late_does_not_delay_a_lookup_another_peer_answered(
+    dht_nodes: Callable[..., MeshTransport], tmp_path: Path
+) -> None:
+    import time
+
+    leader = dht_nodes("leader")
+    boot = tuple(multiaddrs_of(leader))
+    prompt, busy = dht_nodes("prompt", boot), dht_nodes("busy", boot)
+    _until_tables_hold([prompt, busy], 2)
+    leader.dht_put(KEY, value(seq=1))
+    assert _seq_of(_held(prompt)) == _seq_of(_held(busy)) == 1
+    _answer_late(busy, 3.0)
+    with _client(tmp_path, [prompt, busy]) as client:
+        started = time.monotonic()
+        assert _seq_of(client.dht_get(KEY)) == 1
+        # Waiting for every peer asked took the busy one's 3 s.
+        assert time.monotonic() - started < 1.5
+
+
+def test_a_newer_value_arriving_within_the_grace_wins_over_the_first_answer(
+    dht_nodes: Callable[..., MeshTransport], tmp_path: Path
+) -> None:
+    leader = dht_nodes("leader")
+    boot = tuple(multiaddrs_of(leader))
+    prompt, busy = dht_nodes("prompt", boot), dht_nodes("busy", boot)
+    _until_tables_hold([prompt, busy], 2)
+    leader.dht_put(KEY, value(seq=1))
+    _plant(busy, value(seq=2))  # a PUT that reached the busy peer only
+    _answer_late(busy, 0.3)
+    with _client(tmp_path, [prompt, busy], grace=5.0) as client:
+        assert _seq_of(client.dht_get(KEY)) == 2
+
+
+def test_a_node_answers_from_its_own_copy_without_waiting_for_busy_peers(
+    dht_nodes: Callable[..., MeshTransport],
+) -> None:
+    import time
+
+    leader = dht_nodes("leader")
+    boot = tuple(multiaddrs_of(leader))
+    agents = [dht_nodes(f"agent-{n}", boot) for n in range(3)]
+    _until_tables_hold(agents, 3)
+    leader.dht_put(KEY, value(seq=10))
+    leader.dht_put(KEY, value(seq=11))  # every holder keeps the newer of the two
+    for busy in [leader, *agents[1:]]:
+        _answer_late(busy, 3.0)
+    started = time.monotonic()
+    assert _seq_of(agents[0].dht_get(KEY)) == 11
+    # Asking the closest peers first took the busy ones' 3 s.
+    assert time.monotonic() - started < 1.5
+
+
+def test_a_local_copy_the_rules_refuse_is_dropped_and_the_network_asked(
+    dht_nodes: Callable[..., MeshTransport],
+) -> None:
+    leader = dht_nodes("leader")
+    boot = tuple(multiaddrs_of(leader))
+    agents = [dht_nodes(f"agent-{n}", boot) for n in range(2)]
+    _until_tables_hold(agents, 2)
+    leader.dht_put(KEY, value(seq=10))
+    refused = {
+        "expired": value(seq=99, expires_in=timedelta(seconds=-1)),
+        "another signer": value(seq=99, signer=Ed25519PrivateKey.generate()),
+        "an old read key": value(seq=99, read_key=str(x25519.Identity.generate().to_public())),
+    }
+    for why, planted in refused.items():
+        _plant(agents[0], planted)
+        assert _seq_of(agents[0].dht_get(KEY)) == 10, why
+        assert _held(agents[0]) is None, why
+
+
+def test_a_client_without_topics_sets_up_no_gossipsub_with_its_peer(
+    dht_nodes: Callable[..., MeshTransport], tmp_path: Path
+) -> None:
+    import time
+
+    leader = dht_nodes("leader", refresh=3600)
+    leader.dht_put(KEY, value(seq=1))
+    with _client(tmp_path, [leader]) as client:
+        assert _seq_of(client.dht_get(KEY)) == 1
+        time.sleep(0.5)  # a gossipsub hello is done within milliseconds
+        assert client.peer_id not in leader.peer_protocols()
+        assert client.peer_protocols() == {}
+        assert client.repair("cooee/enrol/v1") == "no topics: nothing to mend"
