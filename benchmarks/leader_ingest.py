@@ -198,16 +198,21 @@ def main() -> int:
     inputs = [_crypto_inputs(envelope, identities) for envelope in envelopes]
     answer_bytes = b"x" * _assignment_plaintext_size(args.slots, leader_keys.signing, now)
 
+    # The agents' age recipients as their records name them: the Leader parses the text it was
+    # sent, it does not derive the key from the agent's identity (an X25519 multiplication).
+    recipients = [str(keys.identity.to_public()) for keys in agent_keys]
+
     def crypto_all(_: None) -> None:
-        for (sender_raw, env_sig, env_input, body, rec_sig, rec_input), keys in zip(
-            inputs, agent_keys, strict=True
+        for (sender_raw, env_sig, env_input, body, rec_sig, rec_input), recipient in zip(
+            inputs, recipients, strict=True
         ):
             sender = Ed25519PublicKey.from_public_bytes(sender_raw)
             sender.verify(env_sig, env_input)
             pyrage.decrypt(body, identities)
             sender.verify(rec_sig, rec_input)
             signer.sign(answer_bytes)
-            sealed = pyrage.encrypt(answer_bytes, [keys.identity.to_public()], armored=True)
+            to_agent = x25519.Recipient.from_str(recipient)
+            sealed = pyrage.encrypt(answer_bytes, [to_agent], armored=True)
             signer.sign(sealed)
 
     batch = KINDS["enrolment"].batch

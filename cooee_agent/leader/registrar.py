@@ -35,7 +35,13 @@ from cooee_agent.protocol.records import (
     now_text,
     parse_time,
 )
-from cooee_agent.protocol.sealing import DEFAULT_WINDOW, Window, open_enrolment, seal_assignment
+from cooee_agent.protocol.sealing import (
+    DEFAULT_WINDOW,
+    OpenedEnrolment,
+    Window,
+    open_enrolment,
+    seal_assignment,
+)
 
 if TYPE_CHECKING:
     from cooee_agent.bus.transport import Message
@@ -226,33 +232,34 @@ class Registrar:
         (group commit); a result per envelope, in order. Never raises for what it was sent."""
         moment = now if now is not None else datetime.now(UTC)
         results: list[IngestResult | None] = []
-        opened: list[tuple[int, EnrolmentRecord]] = []
+        opened: list[tuple[int, OpenedEnrolment]] = []
         for envelope in envelopes:
             try:
-                record, _ = open_enrolment(envelope, self.keys, window=self.window, now=moment)
+                enrolment = open_enrolment(envelope, self.keys, window=self.window, now=moment)
             except RejectedError as error:
                 results.append(self._refused(envelope, error, moment))
                 continue
-            opened.append((len(results), record))
+            opened.append((len(results), enrolment))
             results.append(None)
         open_door = self.join_tokens is None and not self.registry.join_tokens_configured()
         outcomes = self.registry.enrol_batch(
             [
                 Enrolment(
-                    record,
-                    self._nonce_expiry(record),
-                    self._admitted(record.join_token, open_door=open_door),
+                    enrolment.record,
+                    self._nonce_expiry(enrolment.record),
+                    self._admitted(enrolment.record.join_token, open_door=open_door),
+                    document=_document(enrolment),
                 )
-                for _, record in opened
+                for _, enrolment in opened
             ],
             now=moment,
             seal=self._sealer(moment),
             limits=self.limits,
         )
-        for (index, record), outcome in zip(opened, outcomes, strict=True):
+        for (index, enrolment), outcome in zip(opened, outcomes, strict=True):
             if outcome.reason in LIMIT_OUTCOMES:
                 self._count_limited(outcome)
-            results[index] = self._result(record, outcome)
+            results[index] = self._result(enrolment.record, outcome)
         return [result for result in results if result is not None]
 
     def _nonce_expiry(self, record: EnrolmentRecord) -> int:
@@ -321,7 +328,7 @@ class Registrar:
         a Leader that was down longer than the window must not strand the agents' outboxes."""
         ageless = Window(max_age_s=10 * 365 * 86400, max_skew_s=self.window.max_skew_s)
         try:
-            record, _ = open_enrolment(envelope, self.keys, window=ageless, now=moment)
+            record = open_enrolment(envelope, self.keys, window=ageless, now=moment).record
         except RejectedError:
             return None
         stored = self.registry.stored_assignment(record.nonce, record.agent_ed25519)
@@ -407,3 +414,11 @@ def _answer(dispatcher: Dispatcher, message: Message, result: IngestResult) -> H
             now=dispatcher.clock(),
         )
     return Handled(message.topic, result.reason)
+
+
+def _document(enrolment: OpenedEnrolment) -> str | None:
+    """The record's text as the registry keeps it (without a join token), when the bytes the
+    agent signed are that text already: no join token, and canonical."""
+    if enrolment.record.join_token is not None or enrolment.record_bytes is None:
+        return None
+    return enrolment.record_bytes.decode("utf-8")

@@ -259,6 +259,8 @@ class SignedRecord(Generic[R]):
     record_type: type[R]
     typed: R | None  # decoded into its type already (the canonical fast path), not yet checked
     value: Any  # the decoded JSON, when not
+    # The record's canonical bytes as they came and were signed (the fast path only).
+    canonical_bytes: bytes | None = None
 
     def record(self) -> R:
         if self.typed is None:
@@ -318,7 +320,7 @@ def _open_canonical(data: bytes, record_type: type[R]) -> SignedRecord[R] | None
     covered = data[len(_RECORD_HEAD) : len(data) - _SIGNED_TAIL]
     if not verify_signature(signer, b64.decode(signed.sig, 64), RECORD_CONTEXT + covered):
         raise RejectedError("bad-signature", "the record signature does not verify")
-    return SignedRecord(signer, record_type, signed.record, None)
+    return SignedRecord(signer, record_type, signed.record, None, covered)
 
 
 def open_signed_record(data: bytes) -> tuple[Any, bytes]:

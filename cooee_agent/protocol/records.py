@@ -235,29 +235,15 @@ class EnrolmentRecord(Record, frozen=True, kw_only=True, forbid_unknown_fields=T
         canonical_values.update(("gpu_id", gpu_id) for gpu_id in gpu_of_slot.values())
         for index, entry in enumerate(self.agents):
             fields = entry.tuple
-            for field, value in (
-                ("model", fields.model),
-                ("hostname", fields.hostname),
-                ("mac", fields.mac),
-                ("gpu_id", fields.gpu_id),
+            # The usual tuple names its record's host, its slot's GPU and a model already found
+            # canonical: every rule but its key holds. Any other goes through them in order.
+            if not (
+                ("model", fields.model) in canonical_values
+                and fields.hostname == host[0]
+                and fields.mac == host[1]
+                and gpu_of_slot.get(entry.slot) == fields.gpu_id
             ):
-                if (field, value) not in canonical_values:
-                    _check_canonical(f"agents[{index}].tuple", fields, field, value)
-                    canonical_values.add((field, value))
-            if (fields.hostname, fields.mac) != host:
-                raise RejectedError(
-                    "key-mismatch",
-                    f"agents[{index}].tuple names another host than the record's host",
-                )
-            if entry.slot not in gpu_of_slot:
-                raise fail(
-                    f"agents[{index}].slot", f"slot {entry.slot} is not among the record's slots"
-                )
-            if gpu_of_slot[entry.slot] != fields.gpu_id:
-                raise RejectedError(
-                    "key-mismatch",
-                    f"agents[{index}].tuple.gpu_id is not the gpu_id of slot {entry.slot}",
-                )
+                _check_tuple(index, entry, host, gpu_of_slot, canonical_values)
             # The fields are canonical, so their key is the canonical tuple's: the SHA-256 of
             # their canonical JSON, which is the canonical encoding of these four fields.
             if hashlib.sha256(canonical(fields)).hexdigest() != entry.key:
@@ -266,6 +252,36 @@ class EnrolmentRecord(Record, frozen=True, kw_only=True, forbid_unknown_fields=T
                 )
         if len({a.key for a in self.agents}) != len(self.agents):
             raise fail("agents", "lists an agent twice")
+
+
+def _check_tuple(
+    index: int,
+    entry: AgentEntry,
+    host: tuple[str, str],
+    gpu_of_slot: dict[int, str],
+    canonical_values: set[tuple[str, str]],
+) -> None:
+    """Every rule of one agent tuple but its key, in order; adds the values found canonical."""
+    fields = entry.tuple
+    for field, value in (
+        ("model", fields.model),
+        ("hostname", fields.hostname),
+        ("mac", fields.mac),
+        ("gpu_id", fields.gpu_id),
+    ):
+        if (field, value) not in canonical_values:
+            _check_canonical(f"agents[{index}].tuple", fields, field, value)
+            canonical_values.add((field, value))
+    if (fields.hostname, fields.mac) != host:
+        raise RejectedError(
+            "key-mismatch", f"agents[{index}].tuple names another host than the record's host"
+        )
+    if entry.slot not in gpu_of_slot:
+        raise fail(f"agents[{index}].slot", f"slot {entry.slot} is not among the record's slots")
+    if gpu_of_slot[entry.slot] != fields.gpu_id:
+        raise RejectedError(
+            "key-mismatch", f"agents[{index}].tuple.gpu_id is not the gpu_id of slot {entry.slot}"
+        )
 
 
 _NORMALISERS: dict[str, Callable[[str], str]] = {

@@ -177,13 +177,22 @@ def _check_signer(envelope: Envelope, signer: bytes) -> None:
         raise RejectedError("key-mismatch", "the record is signed by another key than the envelope")
 
 
+@dataclass(frozen=True, slots=True)
+class OpenedEnrolment:
+    record: EnrolmentRecord
+    envelope: Envelope
+    # The record's canonical bytes as the agent signed them, when they came canonical (the
+    # Leader stores them rather than encoding the record again).
+    record_bytes: bytes | None = None
+
+
 def open_enrolment(
     data: bytes,
     leader_keys: LeaderKeys,
     *,
     window: Window = DEFAULT_WINDOW,
     now: datetime | None = None,
-) -> tuple[EnrolmentRecord, Envelope]:
+) -> OpenedEnrolment:
     """Open and verify an enrolment envelope (everything but the replay check)."""
     envelope = parse_envelope(data)
     plain = _open_body(envelope, "enrolment", leader_keys.identities, window, now)
@@ -197,7 +206,7 @@ def open_enrolment(
     if record.agent_ed25519 != envelope.sender:
         raise RejectedError("key-mismatch", "record.agent_key.ed25519 is not the signing key")
     window.check("record issued_at", record.issued_at, _now(now))
-    return record, envelope
+    return OpenedEnrolment(record, envelope, signed.canonical_bytes)
 
 
 def seal_assignment(

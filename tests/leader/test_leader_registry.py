@@ -297,3 +297,32 @@ def test_one_batch_fills_the_gaps_lowest_first_then_counts_on(leader_dir: Path) 
         )
         assert [o.host_id for o in outcomes] == [2, 4, 6, 7]
         assert registry.check() == []
+
+
+@pytest.mark.parametrize("join_token", [None, "a-join-token"])
+@pytest.mark.parametrize("lax", [False, True])
+def test_the_stored_record_is_its_canonical_text_without_the_join_token(
+    leader_dir: Path, join_token: str | None, lax: bool
+) -> None:
+    import sqlite3
+
+    import msgspec
+    from enrolment_factory import craft
+
+    from cooee_agent.protocol.envelope import sign_record
+    from cooee_agent.protocol.schema import canonical
+
+    keys = agent_keys()
+    rec = record(keys, host=3, gpus=2, join_token=join_token, issued_at=NOW)
+    signed = canonical(sign_record(rec, keys.signing))
+    if lax:  # the same record, signed the same, sent as laxer JSON
+        signed = signed.replace(b'{"record":', b'{ "record":', 1)
+    with Registrar(leader_dir) as leader:
+        result = leader.ingest(
+            craft(signed, keys.signing, leader.keys.bundle, sent_at=NOW), now=NOW
+        )
+        assert result.accepted, result
+    db = sqlite3.connect(leader_dir / REGISTRY_FILE)
+    (stored,) = db.execute("SELECT record FROM hosts").fetchone()
+    db.close()
+    assert stored == canonical(msgspec.structs.replace(rec, join_token=None)).decode("utf-8")

@@ -83,6 +83,9 @@ class Enrolment:
     record: EnrolmentRecord
     nonce_expires_at: int
     admitted: bool = True
+    # The record as the registry keeps it (canonical, without its join token), when the caller
+    # has that text already; made from the record otherwise.
+    document: str | None = None
 
 
 def enrol_batch(
@@ -168,7 +171,9 @@ def _enrol_host(
     ).fetchone()
     name = f"{record.host.hostname} ({record.host.mac})"
     # Kept without its join token: a secret must not sit in clear in the registry.
-    document = canonical(msgspec.structs.replace(record, join_token=None)).decode("utf-8")
+    document = enrolment.document or canonical(
+        msgspec.structs.replace(record, join_token=None)
+    ).decode("utf-8")
     if host is not None and host["status"] == "revoked":
         return Outcome("revoked", f"host {name} was revoked by an operator"), None
     if host is None or host["status"] == "pending":
