@@ -79,6 +79,7 @@ BUILT_IN: tuple[GpuIdForm, ...] = (
 _lock = threading.Lock()
 # Replaced whole under the lock, read without it: a reader always sees a complete table.
 _forms: tuple[GpuIdForm, ...] = BUILT_IN
+_vendors_of: tuple[tuple[GpuIdForm, ...], tuple[str, ...]] = ((), ())
 _entry_points_read = False
 
 
@@ -94,7 +95,13 @@ def built_in(vendor: str) -> tuple[GpuIdForm, ...]:
 
 def vendors() -> tuple[str, ...]:
     """Every vendor name a slot may carry (``cpu`` included), each once, in table order."""
-    return tuple(dict.fromkeys(form.vendor for form in _forms))
+    # Kept with the forms it was made from: the Leader asks once per slot of every enrolment.
+    global _vendors_of
+    forms, names = _vendors_of
+    if forms is not _forms:
+        forms, names = _forms, tuple(dict.fromkeys(form.vendor for form in _forms))
+        _vendors_of = (forms, names)
+    return names
 
 
 def register_form(*added: GpuIdForm) -> None:

@@ -121,16 +121,16 @@ def make_envelope(
     sent_at: datetime | None = None,
 ) -> Envelope:
     """Sign and return an envelope; raises RejectedError("schema") if it would exceed 64 KiB."""
-    draft = Envelope(
-        v=ENVELOPE_VERSION,
-        kind=kind,
-        address=address,
-        sent_at=now_text(sent_at),
-        body=body,
-        sender=b64.encode(raw_public(key)),
-        sig="",
-    )
-    signed = Envelope(**{**draft.unsigned(), "sig": b64.encode(key.sign(draft.signing_input()))})
+    unsigned = {
+        "v": ENVELOPE_VERSION,
+        "kind": kind,
+        "address": address,
+        "sent_at": now_text(sent_at),
+        "body": body,
+        "sender": b64.encode(raw_public(key)),
+    }
+    sig = b64.encode(key.sign(ENVELOPE_CONTEXT + canonical(unsigned)))
+    signed = Envelope(**unsigned, sig=sig)
     size = len(signed.to_bytes())
     if size > MAX_ENVELOPE_BYTES:
         raise fail("envelope", f"is {size} bytes, over the {MAX_ENVELOPE_BYTES}-byte limit")
