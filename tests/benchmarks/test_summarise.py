@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -10,17 +9,14 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from benchmark_scripts import BENCHMARKS, load_benchmark
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "summarise.py"
+SCRIPT = BENCHMARKS / "summarise.py"
 
 
 @pytest.fixture(scope="module")
 def summarise() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("summarise", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("summarise")
 
 
 def test_each_figure_gets_min_median_max_over_the_runs_that_have_it(

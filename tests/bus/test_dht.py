@@ -4,12 +4,13 @@ got by every node, and a hostile peer's forged or replayed records are refused b
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from host_record_support import host_info, sealed
 from pyrage import x25519
 
 from cooee_agent.bus.dht import DhtSettings
@@ -17,15 +18,12 @@ from cooee_agent.bus.mesh_config import MeshConfig
 from cooee_agent.bus.mesh_transport import MeshTransport, multiaddrs_of, start_mesh
 from cooee_agent.errors import TransportError
 from cooee_agent.protocol.host_records import (
-    HostInfo,
     HostRecordRules,
     host_key,
     open_host_record,
     parse_host_record,
-    seal_host_record,
 )
 from cooee_agent.protocol.keys import raw_public
-from cooee_agent.protocol.records import now_text
 
 LEADER = Ed25519PrivateKey.generate()
 READ = x25519.Identity.generate()
@@ -39,18 +37,7 @@ def value(
     expires_in: timedelta = timedelta(hours=1),
     read_key: str = str(READ.to_public()),
 ) -> bytes:
-    info = HostInfo(
-        host_id=3,
-        seq=seq,
-        issued_at=now_text(),
-        status="active",
-        hostname=hostname,
-        mac="aabbccddee03",
-        agent_key=None,
-        slots=(),
-    )
-    expires = datetime.now(UTC) + expires_in
-    return seal_host_record(info, signer, read_key, expires_at=expires)
+    return sealed(host_info(3, seq=seq, hostname=hostname), signer, read_key, expires_in=expires_in)
 
 
 class _Anything:

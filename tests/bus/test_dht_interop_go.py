@@ -8,11 +8,11 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from host_record_support import host_info, sealed
 from meshharness import REPO, need_interop
 from pyrage import x25519
 
@@ -23,14 +23,12 @@ from cooee_agent.identity import token as codec
 from cooee_agent.identity.canonical import make_tuple
 from cooee_agent.protocol import b64
 from cooee_agent.protocol.host_records import (
-    HostInfo,
     HostRecordRules,
     SlotTuples,
     host_key,
-    seal_host_record,
 )
 from cooee_agent.protocol.keys import raw_public
-from cooee_agent.protocol.records import TupleFields, now_text
+from cooee_agent.protocol.records import TupleFields
 from cooee_agent.protocol.schema import canonical
 
 GO_DHT_PEER = REPO / "tests" / "interop" / "go-dht" / "dhtpeer"
@@ -69,11 +67,8 @@ def test_a_go_node_gets_checks_and_opens_a_record_the_python_leader_put(
         assert time.monotonic() < deadline, "the Python tables did not fill"
         time.sleep(0.1)
     agent = make_tuple("llama3:8b", "gpu-09.lab", "02:00:00:00:00:09", "0")
-    info = HostInfo(
-        host_id=9,
-        seq=1,
-        issued_at=now_text(),
-        status="active",
+    info = host_info(
+        9,
         hostname="gpu-09.lab",
         mac="020000000009",
         agent_key=b64.encode(raw_public(Ed25519PrivateKey.generate())),
@@ -83,10 +78,7 @@ def test_a_go_node_gets_checks_and_opens_a_record_the_python_leader_put(
             ),
         ),
     )
-    expires = datetime.now(UTC) + timedelta(hours=1)
-    leader.dht_put(
-        host_key(9), seal_host_record(info, LEADER, str(READ.to_public()), expires_at=expires)
-    )
+    leader.dht_put(host_key(9), sealed(info, LEADER, str(READ.to_public())))
 
     result = subprocess.run(
         [
@@ -117,20 +109,8 @@ def test_the_go_validator_refuses_a_record_signed_by_another_key(
 ) -> None:
     need_interop(GO_DHT_PEER, "the go-libp2p-kad-dht peer")
     leader, *agents = python_dht
-    info = HostInfo(
-        host_id=10,
-        seq=1,
-        issued_at=now_text(),
-        status="active",
-        hostname="gpu-10.lab",
-        mac="020000000010",
-        agent_key=None,
-        slots=(),
-    )
-    expires = datetime.now(UTC) + timedelta(hours=1)
-    leader.dht_put(
-        host_key(10), seal_host_record(info, LEADER, str(READ.to_public()), expires_at=expires)
-    )
+    info = host_info(10, hostname="gpu-10.lab", mac="020000000010")
+    leader.dht_put(host_key(10), sealed(info, LEADER, str(READ.to_public())))
     result = subprocess.run(
         [
             str(GO_DHT_PEER),

@@ -9,20 +9,19 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from e2eharness import Agent, World
+from host_record_support import host_info, sealed
 from process_support import ENTRY, cli, until
 from pyrage import x25519
 
 from cooee_agent.bus.dht import DhtSettings
 from cooee_agent.bus.mesh_config import MeshConfig
 from cooee_agent.bus.mesh_transport import MeshTransport, start_mesh
-from cooee_agent.protocol.host_records import HostInfo, host_key, seal_host_record
-from cooee_agent.protocol.records import now_text
+from cooee_agent.protocol.host_records import host_key
 
 AGENTS = 5
 
@@ -150,15 +149,5 @@ def forged(host_id: int, member: Agent) -> bytes:
     has it) and signed by the forger's own key, with a sequence number beyond any real one."""
     assignment = json.loads((member.state_dir / "assignment.json").read_text())["assignment"]
     read_key = x25519.Identity.from_str(assignment["read_key"]).to_public()
-    info = HostInfo(
-        host_id=host_id,
-        seq=2**52,
-        issued_at=now_text(),
-        status="active",
-        hostname="evil.example",
-        mac="aabbccddee99",
-        agent_key=None,
-        slots=(),
-    )
-    expires = datetime.now(UTC) + timedelta(hours=1)
-    return seal_host_record(info, Ed25519PrivateKey.generate(), str(read_key), expires_at=expires)
+    info = host_info(host_id, seq=2**52, hostname="evil.example", mac="aabbccddee99")
+    return sealed(info, Ed25519PrivateKey.generate(), str(read_key))
