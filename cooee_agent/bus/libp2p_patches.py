@@ -35,6 +35,7 @@ def apply_patches(
     """Bound the per-peer send queue in messages and bytes, enlarge the subscription queue
     (0.8.1 sizes both at 32 and drops from them without a word), count what is dropped, and
     patch the defects of ``Pubsub`` and ``GossipSub`` described by the functions below."""
+    import libp2p.network.swarm as swarm_module
     import libp2p.pubsub.gossipsub as gossipsub_module
     import libp2p.pubsub.pubsub as pubsub_module
     from libp2p.pubsub.gossipsub import GossipSub
@@ -52,6 +53,20 @@ def apply_patches(
     idontwant_for_large_messages_only(GossipSub)
     no_mesh_quality_replacement(GossipSub)
     queue_only_for_peers_being_identified(GossipSub)
+    dial_without_waiting_out_the_head_start(swarm_module)
+
+
+def dial_without_waiting_out_the_head_start(swarm_module: Any) -> None:
+    """A dial returns once it has connected, not 250 ms after it started.
+
+    0.8.1's ``Swarm.dial_peer`` dials at most one address per transport, each after a 250 ms
+    head start for the one before (go-libp2p's DialDelay), but it also waits out the head start
+    after the last address, and a connection that succeeded does not end the wait: every dial
+    took at least 250 ms. A node here has one transport (TCP; ``new_host`` adds QUIC only when
+    asked), so a dial tries one address and there is no next one to give a head start to. A
+    lookup that dials the closer peers an answer named paid those 250 ms on every round.
+    """
+    swarm_module._HAPPY_EYEBALLS_DELAY = 0.0
 
 
 def _once(cls: Any, name: str, replacement: Any) -> None:

@@ -1,5 +1,6 @@
-"""The two py-libp2p 0.8.1 pubsub defects the mesh patches: a frame that is not an RPC ends the
-node that reads it, and concurrent RPC writes to one stream interleave. Real nodes, 127.0.0.1."""
+"""py-libp2p 0.8.1 defects the mesh patches: a frame that is not an RPC ends the node that reads
+it, concurrent RPC writes to one stream interleave, and a dial waits out a head start after it
+has connected. Real nodes, 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -118,3 +119,29 @@ def test_the_patches_are_applied_once_however_many_nodes_start(
     nodes("second")
     assert (Pubsub.continuously_read_stream, Pubsub.write_msg) == (read, write)
     assert getattr(read, "_cooee_patched", False) and getattr(write, "_cooee_patched", False)
+
+
+def test_a_dial_returns_once_connected_not_after_the_happy_eyeballs_head_start(
+    nodes: Callable[..., MeshTransport],
+) -> None:
+    import time
+
+    import trio
+
+    dialer = nodes("dialer", topics=())
+    targets = [nodes(f"target{n}", topics=()) for n in range(3)]
+
+    async def dial(addr: str) -> float:
+        import multiaddr
+        from libp2p.peer.peerinfo import info_from_p2p_addr
+
+        started = time.perf_counter()
+        await dialer._node._host.connect(info_from_p2p_addr(multiaddr.Multiaddr(addr)))
+        return time.perf_counter() - started
+
+    took = [
+        trio.from_thread.run(dial, multiaddrs_of(t)[0], trio_token=dialer._token) for t in targets
+    ]
+    # Unpatched, every dial takes at least the 250 ms head start; a loopback dial takes a few ms
+    # (the fastest of three, so that one slow turn on a busy CPU does not fail the test).
+    assert min(took) < 0.2, took
