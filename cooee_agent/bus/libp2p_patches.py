@@ -35,8 +35,10 @@ def apply_patches(
     """Bound the per-peer send queue in messages and bytes, enlarge the subscription queue
     (0.8.1 sizes both at 32 and drops from them without a word), count what is dropped, and
     patch the defects of ``Pubsub`` and ``GossipSub`` described by the functions below."""
+    import libp2p.network.swarm as swarm_module
     import libp2p.pubsub.gossipsub as gossipsub_module
     import libp2p.pubsub.pubsub as pubsub_module
+    from libp2p.protocol_muxer.multiselect_client import MultiselectClient
     from libp2p.pubsub.gossipsub import GossipSub
 
     pubsub_module.RpcQueue = bounded_rpc_queue(send_queue_size, send_queue_bytes)  # type: ignore[misc,assignment]
@@ -52,6 +54,80 @@ def apply_patches(
     idontwant_for_large_messages_only(GossipSub)
     no_mesh_quality_replacement(GossipSub)
     queue_only_for_peers_being_identified(GossipSub)
+    dial_without_waiting_out_the_head_start(swarm_module)
+    propose_with_the_header(MultiselectClient)
+
+
+def dial_without_waiting_out_the_head_start(swarm_module: Any) -> None:
+    """A dial returns once it has connected, not 250 ms after it started.
+
+    0.8.1's ``Swarm.dial_peer`` dials at most one address per transport, each after a 250 ms
+    head start for the one before (go-libp2p's DialDelay), but it also waits out the head start
+    after the last address, and a connection that succeeded does not end the wait: every dial
+    took at least 250 ms. A node here has one transport (TCP; ``new_host`` adds QUIC only when
+    asked), so a dial tries one address and there is no next one to give a head start to. A
+    lookup that dials the closer peers an answer named paid those 250 ms on every round.
+    """
+    swarm_module._HAPPY_EYEBALLS_DELAY = 0.0
+
+
+def propose_with_the_header(multiselect_client_class: Any) -> None:
+    """Open a stream in one round trip: send the multistream header and the first protocol
+    together, then read both answers.
+
+    0.8.1 sends the header, waits for the peer's, and only then proposes the protocol: two round
+    trips before the first byte of a request, each a turn of both processes' event loops. A new
+    connection opens several streams at once (identify both ways, the DHT question), so on a
+    busy host each round trip was tens of ms. go-multistream's client sends the two together
+    too; a listener reads them in order (py-libp2p's reads exactly one message at a time). A
+    refused first protocol ("na") goes on to the next as before.
+    """
+    import trio
+    from libp2p.protocol_muxer.exceptions import (
+        MultiselectClientError,
+        MultiselectCommunicatorError,
+        ProtocolNotSupportedError,
+    )
+    from libp2p.protocol_muxer.multiselect_client import (
+        DEFAULT_NEGOTIATE_TIMEOUT,
+        MULTISELECT_PROTOCOL_ID,
+        PROTOCOL_NOT_FOUND_MSG,
+        is_valid_handshake,
+    )
+
+    async def select_one_of(
+        self: Any,
+        protocols: Any,
+        communicator: Any,
+        negotiate_timeout: int = DEFAULT_NEGOTIATE_TIMEOUT,
+    ) -> Any:
+        protocols = list(protocols)
+        if not protocols:
+            raise MultiselectClientError("no protocol to propose")
+        first = protocols[0]
+        with trio.move_on_after(negotiate_timeout):
+            try:
+                await communicator.write(MULTISELECT_PROTOCOL_ID)
+                await communicator.write(str(first))
+                header = await communicator.read()
+                if not is_valid_handshake(header):
+                    raise MultiselectClientError(f"multistream header mismatch: {header!r}")
+                answer = await communicator.read()
+            except MultiselectCommunicatorError as error:
+                raise MultiselectClientError(f"negotiation failed: {error}") from error
+            if answer == str(first):
+                return first
+            if answer != PROTOCOL_NOT_FOUND_MSG:
+                raise MultiselectClientError(f"unexpected answer {answer!r} to {first}")
+            for protocol in protocols[1:]:
+                with contextlib.suppress(ProtocolNotSupportedError):
+                    return await self.try_select(communicator, protocol)
+            raise MultiselectClientError(f"protocols not supported: {protocols}")
+        raise MultiselectClientError(
+            f"negotiation timed out after {negotiate_timeout}s, protocols: {protocols}"
+        )
+
+    _once(multiselect_client_class, "select_one_of", select_one_of)
 
 
 def _once(cls: Any, name: str, replacement: Any) -> None:

@@ -23,7 +23,8 @@ What 0.8.1 does by default and this module changes (see docs/PROTOCOL.md, sectio
 - mDNS and UPnP: UPnP always off, mDNS only when ``MeshConfig.mdns`` is set.
 - Kademlia: only with ``MeshConfig.dht``, on this same host and port (``bus.dht``). A node with
   no topics at all (the ``resolve --mesh`` client) runs no gossipsub: it has nothing to say
-  there, and setting up pubsub with its peer on connecting doubled its first lookup.
+  there, and setting up pubsub with its peer on connecting doubled its first lookup. A DHT
+  client runs no Kademlia upkeep either (no self-lookup at start, no table refresh).
 - a listen that fails (port taken) is only logged, and SO_REUSEPORT lets a second node share a
   taken port: a fixed port is probed with a plain bind first, and a node that listens on
   nothing stops with TransportError.
@@ -168,10 +169,12 @@ class MeshNode:
                 await services.enter_async_context(background_trio_service(gossipsub))
             if self._dht is not None:
                 self._dht.attach(nursery)
-                await services.enter_async_context(background_trio_service(self._dht.dht))
                 if config.dht is not None and config.dht.server:
-                    # A client asks its connected peers and the peers they name; no table.
+                    await services.enter_async_context(background_trio_service(self._dht.dht))
                     nursery.start_soon(self._dht.maintain)
+                # A client asks its connected peers and the peers they name, and keeps no table.
+                # KadDHT's service would start by looking the client itself up: during the
+                # client's one lookup, it asked the same peer and dialled every peer named.
             # 0.8.1 logs a failed listen (e.g. port in use) and carries on deaf: refuse that.
             listening = len(host.get_network().listeners)
             if listening == 0:

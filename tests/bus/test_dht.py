@@ -307,3 +307,18 @@ def test_a_client_without_topics_sets_up_no_gossipsub_with_its_peer(
         assert client.peer_id not in leader.peer_protocols()
         assert client.peer_protocols() == {}
         assert client.repair("cooee/enrol/v1") == "no topics: nothing to mend"
+
+
+def test_a_client_dials_no_peer_beyond_the_ones_its_lookup_asks(
+    dht_nodes: Callable[..., MeshTransport], tmp_path: Path
+) -> None:
+    import time
+
+    leader = dht_nodes("leader")
+    agents = [dht_nodes(f"agent-{n}", tuple(multiaddrs_of(leader))) for n in range(3)]
+    _until_tables_hold([leader], 3)
+    leader.dht_put(KEY, value(seq=1))
+    with _client(tmp_path, [leader]) as client:
+        assert _seq_of(client.dht_get(KEY)) == 1  # the leader holds it: nobody else is asked
+        time.sleep(1.0)  # 0.8.1's start-up self-lookup dials the peers named within this
+        assert client.peers() == [leader.peer_id], [a.peer_id for a in agents]

@@ -1,5 +1,6 @@
-"""The two py-libp2p 0.8.1 pubsub defects the mesh patches: a frame that is not an RPC ends the
-node that reads it, and concurrent RPC writes to one stream interleave. Real nodes, 127.0.0.1."""
+"""py-libp2p 0.8.1 defects the mesh patches: a frame that is not an RPC ends the node that reads
+it, concurrent RPC writes to one stream interleave, and a dial waits out a head start after it
+has connected. Real nodes, 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -118,3 +119,76 @@ def test_the_patches_are_applied_once_however_many_nodes_start(
     nodes("second")
     assert (Pubsub.continuously_read_stream, Pubsub.write_msg) == (read, write)
     assert getattr(read, "_cooee_patched", False) and getattr(write, "_cooee_patched", False)
+
+
+def test_a_dial_returns_once_connected_not_after_the_happy_eyeballs_head_start(
+    nodes: Callable[..., MeshTransport],
+) -> None:
+    import time
+
+    import trio
+
+    dialer = nodes("dialer", topics=())
+    targets = [nodes(f"target{n}", topics=()) for n in range(3)]
+
+    async def dial(addr: str) -> float:
+        import multiaddr
+        from libp2p.peer.peerinfo import info_from_p2p_addr
+
+        started = time.perf_counter()
+        await dialer._node._host.connect(info_from_p2p_addr(multiaddr.Multiaddr(addr)))
+        return time.perf_counter() - started
+
+    took = [
+        trio.from_thread.run(dial, multiaddrs_of(t)[0], trio_token=dialer._token) for t in targets
+    ]
+    # Unpatched, every dial takes at least the 250 ms head start; a loopback dial takes a few ms
+    # (the fastest of three, so that one slow turn on a busy CPU does not fail the test).
+    assert min(took) < 0.2, took
+
+
+def test_a_stream_is_opened_with_the_header_and_the_protocol_sent_together(
+    nodes: Callable[..., MeshTransport], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import trio
+    from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
+
+    dialer = nodes("dialer", topics=())
+    listener = nodes("listener", topics=())
+    steps: dict[int, list[str]] = {}
+    write, read = MultiselectCommunicator.write, MultiselectCommunicator.read
+
+    async def logged_write(self: Any, message: str) -> None:
+        steps.setdefault(id(self.read_writer), []).append(f"write {message}")
+        await write(self, message)
+
+    async def logged_read(self: Any) -> str:
+        answer: str = await read(self)
+        steps.setdefault(id(self.read_writer), []).append(f"read {answer}")
+        return answer
+
+    monkeypatch.setattr(MultiselectCommunicator, "write", logged_write)
+    monkeypatch.setattr(MultiselectCommunicator, "read", logged_read)
+
+    address = multiaddrs_of(listener)[0]
+
+    async def open_stream() -> int:
+        import multiaddr
+        from libp2p.custom_types import TProtocol
+        from libp2p.peer.peerinfo import info_from_p2p_addr
+
+        host = dialer._node._host
+        info = info_from_p2p_addr(multiaddr.Multiaddr(address))
+        await host.connect(info)
+        stream = await host.new_stream(info.peer_id, [TProtocol("/ipfs/ping/1.0.0")])
+        await stream.reset()
+        return id(stream)
+
+    stream = trio.from_thread.run(open_stream, trio_token=dialer._token)
+    # 0.8.1 waited for the listener's header before proposing: write, read, write, read.
+    assert steps[stream] == [
+        "write /multistream/1.0.0",
+        "write /ipfs/ping/1.0.0",
+        "read /multistream/1.0.0",
+        "read /ipfs/ping/1.0.0",
+    ]
