@@ -208,12 +208,13 @@ def test_cluster_cold_start_reports_every_figure(tmp_path: Path) -> None:
 def test_dht_resolve_reports_every_figure(tmp_path: Path) -> None:
     _, report = run_benchmark(
         "dht_resolve",
-        *("--nodes", "3", "--lookups", "5", "--cold", "2"),
+        *("--nodes", "3", "--lookups", "5", "--cold", "2", "--refresh", "2"),
         tmp_path=tmp_path,
         timeout=130,
     )
     assert report["nodes"] == 3
     assert_figures(report, {"records_put": int, "put_all_s": float, "target_p95_ms": int})
+    assert report["refresh_s"] == 2
     assert report["records_put"] == 2
     lookups = {"registry": 5, "dht_warm": 5, "dht_cold": 2, "dht_leader_down": 5}
     for name, count in lookups.items():
