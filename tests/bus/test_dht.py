@@ -223,16 +223,24 @@ def _client(tmp_path: Path, peers: list[MeshTransport], grace: float | None = No
     return client
 
 
-def test_a_peer_that_answers_late_does_not_delay_a_lookup_another_peer_answered(
-    dht_nodes: Callable[..., MeshTransport], tmp_path: Path
-) -> None:
-    import time
-
+def _two_holders(
+    dht_nodes: Callable[..., MeshTransport],
+) -> tuple[MeshTransport, MeshTransport]:
+    """Two nodes, "prompt" and "busy", that know each other and hold the Leader's record seq 1."""
     leader = dht_nodes("leader")
     boot = tuple(multiaddrs_of(leader))
     prompt, busy = dht_nodes("prompt", boot), dht_nodes("busy", boot)
     _until_tables_hold([prompt, busy], 2)
     leader.dht_put(KEY, value(seq=1))
+    return prompt, busy
+
+
+def test_a_peer_that_answers_late_does_not_delay_a_lookup_another_peer_answered(
+    dht_nodes: Callable[..., MeshTransport], tmp_path: Path
+) -> None:
+    import time
+
+    prompt, busy = _two_holders(dht_nodes)
     assert _seq_of(_held(prompt)) == _seq_of(_held(busy)) == 1
     _answer_late(busy, 3.0)
     with _client(tmp_path, [prompt, busy]) as client:
@@ -245,11 +253,7 @@ def test_a_peer_that_answers_late_does_not_delay_a_lookup_another_peer_answered(
 def test_a_newer_value_arriving_within_the_grace_wins_over_the_first_answer(
     dht_nodes: Callable[..., MeshTransport], tmp_path: Path
 ) -> None:
-    leader = dht_nodes("leader")
-    boot = tuple(multiaddrs_of(leader))
-    prompt, busy = dht_nodes("prompt", boot), dht_nodes("busy", boot)
-    _until_tables_hold([prompt, busy], 2)
-    leader.dht_put(KEY, value(seq=1))
+    prompt, busy = _two_holders(dht_nodes)
     _plant(busy, value(seq=2))  # a PUT that reached the busy peer only
     _answer_late(busy, 0.3)
     with _client(tmp_path, [prompt, busy], grace=5.0) as client:
