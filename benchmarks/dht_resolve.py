@@ -14,9 +14,17 @@ times:
 - ``dht_warm``: what a running agent's node does: ``dht_get`` the record, check it with the
   validator rules and open it with the read key (from this process's agent node; it holds a copy
   of every record here, put to it by the Leader, and answers from it: ``bus.dht``);
-- ``dht_cold``: what ``resolve --mesh`` does once its Python has started: start a client node,
-  dial this process's agent node, get, check, open, stop (``--cold`` lookups);
-- ``dht_leader_down``: ``dht_warm`` again after the Leader's node is closed.
+- ``resolve_mesh``: what ``resolve --mesh`` does once its Python has started, on a host whose
+  agent runs: read the agent's configuration and assignment, ask the agent's node over its
+  socket (``agent.lookup_socket``, served here by this process's agent node), check, open
+  (``agent.mesh_lookup.lookup_host``);
+- ``resolve_mesh_no_agent`` (``dht_cold`` in earlier reports): the same with ``--no-agent``, or
+  with no agent running: start a client node, dial this process's agent node, get, check,
+  open, stop (``--cold`` lookups);
+- ``dht_leader_down``: ``dht_warm`` again after the Leader's node is closed;
+- ``command`` and ``command_no_agent``: the whole ``cooee-agent resolve TOKEN --mesh --json``
+  as a new process (``--commands`` runs each), Python's start and imports included, against
+  ``python -c pass`` (``python``).
 
 and prints p50/p95 (ms) of each as JSON. The target (the DHT issue): p95 < 100 ms.
 """
@@ -98,6 +106,7 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=20)
     parser.add_argument("--lookups", type=int, default=200)
     parser.add_argument("--cold", type=int, default=20)
+    parser.add_argument("--commands", type=int, default=10)
     parser.add_argument("--json", type=Path)
     parser.add_argument(
         "--refresh",
@@ -122,9 +131,14 @@ def main() -> None:
 
     from enrolment_factory import agent_keys, record
 
+    from cooee_agent.agent.lookup_socket import LookupSocket, socket_path
+    from cooee_agent.agent.mesh_lookup import lookup_host
     from cooee_agent.bus.dht import DhtSettings
     from cooee_agent.bus.mesh_config import MeshConfig
     from cooee_agent.bus.mesh_transport import multiaddrs_of, start_mesh
+    from cooee_agent.config import Config
+    from cooee_agent.config.model import LeaderConfig
+    from cooee_agent.config.model import MeshConfig as MeshSection
     from cooee_agent.leader.host_records import HostRecordPublisher, ReadKey, leader_rules
     from cooee_agent.leader.registrar import Registrar
     from cooee_agent.leader.registry import REGISTRY_FILE, Registry
@@ -135,7 +149,7 @@ def main() -> None:
         read_key_identity,
     )
     from cooee_agent.protocol.keys import generate_leader_keys
-    from cooee_agent.protocol.sealing import seal_enrolment
+    from cooee_agent.protocol.sealing import open_assignment, seal_enrolment
 
     tmp = Path(tempfile.mkdtemp(prefix="cooee-dht-bench-"))
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)
@@ -144,6 +158,8 @@ def main() -> None:
     registrar = Registrar(leader_dir)
     registrar.read_key = ReadKey(leader_dir)
     host_ids = []
+    tokens = []
+    agent_dir = tmp / "agent"
     for host in range(1, args.nodes):
         keys = agent_keys()
         now = datetime.now(UTC)
@@ -151,8 +167,15 @@ def main() -> None:
             record(keys, host=host, issued_at=now, gpus=2), keys, registrar.keys.bundle, sent_at=now
         )
         result = registrar.ingest(sealed, now=now)
-        assert result.accepted and result.host_id is not None
+        assert result.accepted and result.host_id is not None and result.assignment_envelope
         host_ids.append(result.host_id)
+        tokens.append(result.tokens[0].token)
+        if host == 1:  # this process's agent node is this host's: it keeps its assignment
+            assignment = open_assignment(result.assignment_envelope, keys, registrar.keys.bundle)
+            agent_dir.mkdir(mode=0o700)
+            (agent_dir / "assignment.json").write_text(
+                json.dumps({"assignment": assignment.to_dict()})
+            )
 
     settings = DhtSettings(refresh_interval=args.refresh)
     loopback = ("/ip4/127.0.0.1/tcp/0",)
@@ -182,10 +205,25 @@ def main() -> None:
     ]
     atexit.register(stop, children)  # also when a step below fails
     agent = start_mesh(
-        MeshConfig(state_dir=tmp / "agent", listen=loopback, bootstrap=boot, dht=settings),
+        MeshConfig(state_dir=agent_dir, listen=loopback, bootstrap=boot, dht=settings),
         dht_rules=member_rules(),
     )
     agents = [agent]
+    # The agent host's configuration, as resolve --mesh reads it: its Leader, and (for a client
+    # node of the command's own) this process's agent node to dial.
+    agent_config = Config(
+        state_dir=agent_dir,
+        leader=LeaderConfig(keys=(registrar.keys.bundle.text,)),
+        mesh=MeshSection(listen=loopback[0], bootstrap=tuple(multiaddrs_of(agent)), dht=True),
+    )
+    config_file = tmp / "agent.toml"
+    config_file.write_text(
+        f'state_dir = "{agent_dir}"\n[leader]\nkeys = ["{registrar.keys.bundle.text}"]\n'
+        f'[mesh]\nlisten = "{loopback[0]}"\nbootstrap = {json.dumps(multiaddrs_of(agent))}\n'
+        "dht = true\n"
+    )
+    lookups = LookupSocket(agent.dht_get, socket_path(agent_dir), alive=lambda: agent.alive)
+    assert lookups.start()
     deadline = time.monotonic() + 180
     # The agent's table needs a few peers, but a small network has fewer than five others.
     wanted = min(5, args.nodes - 1)
@@ -215,19 +253,20 @@ def main() -> None:
         assert value is not None, key
         open_host_record(rules.check(key, value), [read])
 
-    def cold_lookup(host_id: int) -> None:
-        with tempfile.TemporaryDirectory() as scratch:
-            config = MeshConfig(
-                state_dir=Path(scratch),
-                listen=loopback,
-                bootstrap=tuple(multiaddrs_of(agent)),
-                topics=(),
-                dht=DhtSettings(server=False, refresh_interval=3600),
-            )
-            with start_mesh(config, dht_rules=member_rules()) as client:
-                while not client.peers():
-                    time.sleep(0.005)
-                dht_lookup(client, host_id)
+    def resolve_mesh(host_id: int, *, ask_agent: bool = True) -> None:
+        info = lookup_host(agent_config, host_id, ask_agent=ask_agent)
+        assert info.host_id == host_id
+
+    def run_timed(argv: list[str]) -> float:
+        started = time.perf_counter()
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+        return time.perf_counter() - started
+
+    def commands(*flags: str) -> dict[str, float]:
+        resolve = [sys.executable, "-m", "cooee_agent", "resolve", "--mesh", "--json"]
+        resolve += ["--config", str(config_file), *flags]
+        samples = [run_timed([*resolve, rng.choice(tokens)]) for _ in range(args.commands)]
+        return percentiles(samples)
 
     def timed(fn, count: int) -> list[float]:  # type: ignore[no-untyped-def]
         samples = []
@@ -244,14 +283,23 @@ def main() -> None:
         "put_all_s": round(put_s, 2),
         "registry": percentiles(timed(registry_lookup, args.lookups)),
         "dht_warm": percentiles(timed(lambda h: dht_lookup(rng.choice(agents), h), args.lookups)),
-        "dht_cold": percentiles(timed(cold_lookup, args.cold)),
+        "resolve_mesh": percentiles(timed(resolve_mesh, args.lookups)),
+        "resolve_mesh_no_agent": percentiles(
+            timed(lambda h: resolve_mesh(h, ask_agent=False), args.cold)
+        ),
     }
+    if args.commands:
+        python = [run_timed([sys.executable, "-c", "pass"]) for _ in range(args.commands)]
+        report["python"] = percentiles(python)
+        report["command"] = commands()
+        report["command_no_agent"] = commands("--no-agent")
     leader.close()
     report["dht_leader_down"] = percentiles(
         timed(lambda h: dht_lookup(rng.choice(agents), h), args.lookups)
     )
     report["target_p95_ms"] = 100
     report["refresh_s"] = args.refresh
+    lookups.stop()
     agent.close()
     stop(children)
     registrar.close()

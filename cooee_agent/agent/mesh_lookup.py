@@ -1,10 +1,13 @@
 """Look a host record up in the DHT from an enrolled agent's host, without the Leader.
 
-A short-lived client node (its own throw-away peer key, DHT client mode, no topics) dials the
-local agent and the configured bootstrap peers, gets ``/cooee/host/<host_id>``, checks it
-against the configured Leader keys and the read key of the local agent's assignment, and opens
-it. When nothing acceptable comes back it looks again accepting anything well formed, to say
-plainly why: missing, expired, signed by another key, or sealed to another read key.
+The running agent is asked first, over its socket (``agent.lookup_socket``): its node is in the
+DHT already. When it is not running, cannot answer or found nothing, a short-lived client node
+(its own throw-away peer key, DHT client mode, no topics) dials the local agent and the
+configured bootstrap peers and gets ``/cooee/host/<host_id>`` itself. Either way the record is
+checked here against the configured Leader keys and the read key of the local agent's
+assignment, and opened. When the client node finds nothing acceptable it looks again accepting
+anything well formed, to say plainly why: missing, expired, signed by another key, or sealed to
+another read key.
 """
 
 from __future__ import annotations
@@ -72,13 +75,19 @@ def local_agent_addr(config: Config) -> str | None:
 
 
 def lookup_host(
-    config: Config, host_id: int, *, timeout: float = 15.0, quorum: int = 3
+    config: Config,
+    host_id: int,
+    *,
+    timeout: float = 15.0,
+    quorum: int = 3,
+    ask_agent: bool = True,
+    library_log_level: int | None = None,
 ) -> HostInfo:
-    """The opened record of ``host_id``; HostLookupError naming why not."""
+    """The opened record of ``host_id``; HostLookupError naming why not.
+
+    ``ask_agent=False`` skips the running agent and always starts a client node;
+    ``library_log_level``, when given, is set on py-libp2p's loggers once it is imported."""
     from cooee_agent.agent.host_record_keeper import agent_rules, stored_read_key
-    from cooee_agent.bus.dht import DhtSettings
-    from cooee_agent.bus.mesh_config import MeshConfig
-    from cooee_agent.bus.mesh_transport import start_mesh
 
     secret = stored_read_key(Path(config.state_dir))
     if secret is None:
@@ -89,6 +98,43 @@ def lookup_host(
         )
     identity = read_key_identity(secret)
     strict = agent_rules(config)
+    key = host_key(host_id)
+    why = "asked not to ask the running agent"
+    if ask_agent:
+        from cooee_agent.agent.lookup_socket import AgentUnavailable, ask_running_agent
+
+        try:
+            value = ask_running_agent(config.state_dir, host_id, timeout=timeout)
+        except AgentUnavailable as error:
+            why = str(error)
+        else:
+            if value is not None:
+                return _opened(strict, key, value, identity)
+            # A node of this command's own looks again, and says why when it finds only
+            # records it must refuse.
+            why = "the running agent's node found no record it accepts"
+    log.debug("looking %s up from a node of this command's own: %s", key, why)
+    value = _get_from_a_client_node(config, key, strict, timeout, quorum, library_log_level)
+    return _opened(strict, key, value, identity)
+
+
+def _get_from_a_client_node(
+    config: Config,
+    key: str,
+    strict: HostRecordRules,
+    timeout: float,
+    quorum: int,
+    library_log_level: int | None,
+) -> bytes:
+    """The value a short-lived DHT client finds under ``key`` (refused or not: see _Rules)."""
+    import libp2p  # noqa: F401  (its import resets its loggers: set them after it)
+
+    from cooee_agent.bus.dht import DhtSettings
+    from cooee_agent.bus.mesh_config import MeshConfig
+    from cooee_agent.bus.mesh_transport import start_mesh
+
+    if library_log_level is not None:
+        logging.getLogger("libp2p").setLevel(library_log_level)
     rules = _Rules(strict)
     bootstrap = [a for a in (local_agent_addr(config),) if a] + list(config.mesh.bootstrap)
     if not bootstrap:
@@ -105,13 +151,16 @@ def lookup_host(
         )
         with start_mesh(mesh_config, dht_rules=rules) as node:
             _wait_for_a_peer(node)
-            key = host_key(host_id)
             value = node.dht_get(key)
             if value is None:
                 rules.lenient = True
                 value = node.dht_get(key)
                 if value is None:
                     raise HostLookupError("missing", f"the DHT holds no record for {key}")
+    return value
+
+
+def _opened(strict: HostRecordRules, key: str, value: bytes, identity: Any) -> HostInfo:
     try:
         record = strict.check(key, value)
         return open_host_record(record, [identity])

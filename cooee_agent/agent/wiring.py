@@ -40,10 +40,15 @@ def real_transport(config: Config) -> Transport:
     if not config.mesh.dht:
         return start_mesh(mesh_config(config))
     from cooee_agent.agent.host_record_keeper import HostRecordKeeper, agent_rules
+    from cooee_agent.agent.lookup_socket import LookupSocket, socket_path
 
     rules = agent_rules(config)
     transport = start_mesh(mesh_config(config), dht_rules=rules)
     HostRecordKeeper(transport, rules, config.state_dir).start()
+    # Both stop when the mesh closes.
+    LookupSocket(
+        transport.dht_get, socket_path(config.state_dir), alive=lambda: transport.alive
+    ).start()
     return transport
 
 

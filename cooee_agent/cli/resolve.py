@@ -26,13 +26,25 @@ def resolve(
         False,
         "--mesh",
         help="Look the token up in the DHT from this enrolled host (its agent's [mesh] dht on), "
-        "not in the Leader's registry.",
+        "not in the Leader's registry. This host's running agent is asked first (its socket in "
+        "the state directory); without one, a short-lived DHT client starts here.",
+    ),
+    no_agent: bool = typer.Option(
+        False,
+        "--no-agent",
+        help="With --mesh: start a short-lived DHT client here even when this host's agent "
+        "is running.",
     ),
     config: Path | None = CONFIG,
 ) -> None:
     """Name the host, GPU slot and agent tuples a token stands for."""
+    if no_agent and not mesh:
+        raise typer.BadParameter("--no-agent applies only with --mesh", param_hint="--no-agent")
     decoded = issued_token(token)  # malformed or never issued: bad input (exit 2), before any read
-    result = _from_dht(config, decoded) if mesh else _from_registry(state_dir, token)
+    if mesh:
+        result = _from_dht(config, decoded, ask_agent=not no_agent)
+    else:
+        result = _from_registry(state_dir, token)
     if as_json:
         emit_json(result)
         return
@@ -55,18 +67,20 @@ def _from_registry(state_dir: Path, token: str) -> dict[str, Any]:
             raise CooeeError(str(error)) from None
 
 
-def _from_dht(config: Path | None, decoded: Any) -> dict[str, Any]:
+def _from_dht(config: Path | None, decoded: Any, *, ask_agent: bool) -> dict[str, Any]:
     from cooee_agent.agent.mesh_lookup import lookup_host
     from cooee_agent.cli.config_paths import load
     from cooee_agent.identity.canonical import tuple_key
 
-    if not STATE.debug:
-        import libp2p  # noqa: F401  (its import resets its loggers: silence them after it)
-
-        # The library logs every peer it fails to dial at WARNING: a lookup with the Leader
-        # down is full of those, and none of them is the answer.
-        logging.getLogger("libp2p").setLevel(logging.CRITICAL)
-    info = lookup_host(load(config, None), decoded.host_id)
+    # py-libp2p (imported only when this command starts a node of its own) logs every peer it
+    # fails to dial at WARNING: a lookup with the Leader down is full of those, and none of
+    # them is the answer.
+    info = lookup_host(
+        load(config, None),
+        decoded.host_id,
+        ask_agent=ask_agent,
+        library_log_level=None if STATE.debug else logging.CRITICAL,
+    )
     slot = next((s for s in info.slots if s.slot == decoded.gpu_slot), None)
     if slot is None:
         raise CooeeError(

@@ -208,7 +208,7 @@ def test_cluster_cold_start_reports_every_figure(tmp_path: Path) -> None:
 def test_dht_resolve_reports_every_figure(tmp_path: Path) -> None:
     _, report = run_benchmark(
         "dht_resolve",
-        *("--nodes", "3", "--lookups", "5", "--cold", "2", "--refresh", "2"),
+        *("--nodes", "3", "--lookups", "5", "--cold", "2", "--commands", "2", "--refresh", "2"),
         tmp_path=tmp_path,
         timeout=130,
     )
@@ -216,7 +216,8 @@ def test_dht_resolve_reports_every_figure(tmp_path: Path) -> None:
     assert_figures(report, {"records_put": int, "put_all_s": float, "target_p95_ms": int})
     assert report["refresh_s"] == 2
     assert report["records_put"] == 2
-    lookups = {"registry": 5, "dht_warm": 5, "dht_cold": 2, "dht_leader_down": 5}
+    lookups = {"registry": 5, "dht_warm": 5, "resolve_mesh": 5, "resolve_mesh_no_agent": 2}
+    lookups |= {"dht_leader_down": 5, "python": 2, "command": 2, "command_no_agent": 2}
     for name, count in lookups.items():
         assert_figures(report[name], {"n": int, "p50_ms": float, "p95_ms": float, "max_ms": float})
         assert report[name]["n"] == count, name

@@ -34,6 +34,11 @@ def one_line(result: subprocess.CompletedProcess[str], code: int) -> str:
         (("nosuch",), "cooee-agent: error: No such command 'nosuch'"),
         (("leader", "approve"), "cooee-agent leader approve: error: Missing argument 'host'"),
         (("enrol", "--interval"), "cooee-agent: error: Option '--interval' requires an argument"),
+        (
+            ("resolve", "458RV", "--no-agent"),
+            "cooee-agent resolve: error: Invalid value for --no-agent: --no-agent applies only "
+            "with --mesh",
+        ),
     ],
 )
 def test_a_usage_error_is_one_line_with_where_to_look(args: tuple[str, ...], start: str) -> None:

@@ -64,20 +64,32 @@ def tokens_of(agent: Agent) -> list[str]:
     return [slot["token"] for slot in assignment["slots"]]
 
 
-def everyone_resolves_everyone(agents: list[Agent], expected: dict[str, dict[str, Any]]) -> None:
+def everyone_resolves_everyone(
+    agents: list[Agent], expected: dict[str, dict[str, Any]], *flags: str
+) -> None:
     for asker in agents:
         for token, answer in expected.items():
             got = until(
-                lambda a=asker, t=token: _mesh(a, t),
+                lambda a=asker, t=token: _mesh(a, t, *flags),
                 f"{asker.name} resolving {token} over the DHT",
                 timeout=60,
             )
             assert got == answer, (asker.name, token)
 
 
-def _mesh(agent: Agent, token: str) -> dict[str, Any] | None:
-    result = cli("resolve", token, "--mesh", "--json", "--config", str(agent.config))
-    return dict(json.loads(result.stdout)) if result.returncode == 0 else None
+# What resolve --mesh logs (with --debug) when it starts a DHT client of its own.
+OWN_NODE = "up from a node of this command's own"
+
+
+def _mesh(agent: Agent, token: str, *flags: str) -> dict[str, Any] | None:
+    result = cli(
+        "--debug", "resolve", token, "--mesh", *flags, "--json", "--config", str(agent.config)
+    )
+    if result.returncode != 0:
+        return None
+    # Without --no-agent, the running agent answers: no node of the command's own is started.
+    assert (OWN_NODE in result.stderr) == ("--no-agent" in flags), result.stderr
+    return dict(json.loads(result.stdout))
 
 
 def test_every_agent_resolves_every_token_over_the_dht_with_the_leader_down(world: World) -> None:
@@ -105,6 +117,8 @@ def test_every_agent_resolves_every_token_over_the_dht_with_the_leader_down(worl
     assert world.leader is not None
     world.leader.signal(signal.SIGKILL)
     everyone_resolves_everyone(agents, expected)
+    # And a client node of the command's own, not its agent's node, finds the same answers.
+    everyone_resolves_everyone(agents[:1], expected, "--no-agent")
     for agent in agents:
         assert agent.process is not None and agent.process.alive, (
             agent.process and agent.process.tail()
