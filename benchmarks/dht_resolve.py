@@ -21,7 +21,12 @@ times:
 - ``resolve_mesh_no_agent`` (``dht_cold`` in earlier reports): the same with ``--no-agent``, or
   with no agent running: start a client node, dial this process's agent node, get, check,
   open, stop (``--cold`` lookups);
-- ``dht_leader_down``: ``dht_warm`` again after the Leader's node is closed;
+- ``resolve_mesh_not_held``: ``resolve_mesh`` on the host of an agent node that joined after the
+  records were put, so it holds none (with 20 nodes every node holds every record, as a
+  cluster's k = 20 closest would; in a larger cluster most do not): its node asks the network,
+  over connections it holds already;
+- ``dht_leader_down``: ``dht_warm`` again after the Leader's node is closed, and
+  ``resolve_mesh_not_held_leader_down`` the same for ``resolve_mesh_not_held``;
 - ``command`` and ``command_no_agent``: the whole ``cooee-agent resolve TOKEN --mesh --json``
   as a new process (``--commands`` runs each), Python's start and imports included, against
   ``python -c pass`` (``python``).
@@ -216,6 +221,10 @@ def main() -> None:
         leader=LeaderConfig(keys=(registrar.keys.bundle.text,)),
         mesh=MeshSection(listen=loopback[0], bootstrap=tuple(multiaddrs_of(agent)), dht=True),
     )
+    late_dir = tmp / "late"  # the host of a node that joins after the records are put
+    late_config = Config(state_dir=late_dir, leader=agent_config.leader, mesh=agent_config.mesh)
+    late_dir.mkdir(mode=0o700)
+    shutil.copy(agent_dir / "assignment.json", late_dir / "assignment.json")
     config_file = tmp / "agent.toml"
     config_file.write_text(
         f'state_dir = "{agent_dir}"\n[leader]\nkeys = ["{registrar.keys.bundle.text}"]\n'
@@ -241,6 +250,17 @@ def main() -> None:
         published = publisher.scan(registry)
         put_s = time.perf_counter() - put_started
     rng = random.Random(14)
+    # An agent whose node joined after the records were put holds none of them (a node keeps
+    # only what is put to it): its lookups ask the network, over connections it holds already.
+    late = start_mesh(
+        MeshConfig(state_dir=late_dir, listen=loopback, bootstrap=boot, dht=settings),
+        dht_rules=member_rules(),
+    )
+    while len(late.dht_peers()) < wanted:
+        assert time.monotonic() < deadline + 600, "the late node's table did not fill"
+        time.sleep(0.2)
+    late_lookups = LookupSocket(late.dht_get, socket_path(late_dir), alive=lambda: late.alive)
+    assert late_lookups.start()
     rules = member_rules()
 
     def registry_lookup(host_id: int) -> None:
@@ -253,9 +273,14 @@ def main() -> None:
         assert value is not None, key
         open_host_record(rules.check(key, value), [read])
 
-    def resolve_mesh(host_id: int, *, ask_agent: bool = True) -> None:
-        info = lookup_host(agent_config, host_id, ask_agent=ask_agent)
+    def resolve_mesh(
+        host_id: int, *, ask_agent: bool = True, config: Config = agent_config
+    ) -> None:
+        info = lookup_host(config, host_id, ask_agent=ask_agent)
         assert info.host_id == host_id
+
+    def resolve_not_held(host_id: int) -> None:
+        resolve_mesh(host_id, config=late_config)
 
     def run_timed(argv: list[str]) -> float:
         started = time.perf_counter()
@@ -287,6 +312,7 @@ def main() -> None:
         "resolve_mesh_no_agent": percentiles(
             timed(lambda h: resolve_mesh(h, ask_agent=False), args.cold)
         ),
+        "resolve_mesh_not_held": percentiles(timed(resolve_not_held, args.lookups)),
     }
     if args.commands:
         python = [run_timed([sys.executable, "-c", "pass"]) for _ in range(args.commands)]
@@ -297,9 +323,12 @@ def main() -> None:
     report["dht_leader_down"] = percentiles(
         timed(lambda h: dht_lookup(rng.choice(agents), h), args.lookups)
     )
+    report["resolve_mesh_not_held_leader_down"] = percentiles(timed(resolve_not_held, args.lookups))
     report["target_p95_ms"] = 100
     report["refresh_s"] = args.refresh
-    lookups.stop()
+    for server in (lookups, late_lookups):
+        server.stop()
+    late.close()
     agent.close()
     stop(children)
     registrar.close()

@@ -217,6 +217,7 @@ def test_dht_resolve_reports_every_figure(tmp_path: Path) -> None:
     assert report["refresh_s"] == 2
     assert report["records_put"] == 2
     lookups = {"registry": 5, "dht_warm": 5, "resolve_mesh": 5, "resolve_mesh_no_agent": 2}
+    lookups |= {"resolve_mesh_not_held": 5, "resolve_mesh_not_held_leader_down": 5}
     lookups |= {"dht_leader_down": 5, "python": 2, "command": 2, "command_no_agent": 2}
     for name, count in lookups.items():
         assert_figures(report[name], {"n": int, "p50_ms": float, "p95_ms": float, "max_ms": float})
