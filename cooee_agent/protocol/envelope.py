@@ -3,6 +3,7 @@ sealed bodies; both signed with Ed25519 over canonical JSON behind a domain-sepa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -19,11 +20,14 @@ from cooee_agent.protocol.keys import raw_public, verify_signature
 from cooee_agent.protocol.kinds import KINDS, SEALED_KINDS
 from cooee_agent.protocol.records import (
     Ed25519Key,
+    EnrolmentRecord,
     FieldError,
     Record,
     Time,
+    UsualEnrolment,
     check_time,
     now_text,
+    usual_enrolment,
 )
 from cooee_agent.protocol.schema import canonical, convert, fail, loads, text
 
@@ -289,12 +293,17 @@ def open_signed_record_as(data: bytes, record_type: type[R]) -> SignedRecord[R]:
 _RECORD_HEAD = b'{"record":'
 _SIGNED_TAIL = len(b',"sig":"') + _SIG_LENGTH + len(b'","signer":"') + _KEY_LENGTH + len(b'"}')
 _SIGNED_DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+# Record types first decoded as a laxer type, and the function that makes the record from it
+# or returns None when it must be decoded as its own type (records.usual_enrolment).
+_USUAL_FORMS: dict[type[Any], tuple[type[Any], Callable[[Any], Any]]] = {
+    EnrolmentRecord: (UsualEnrolment, usual_enrolment)
+}
 # Bytes that every canonical record of printable ASCII is made of: with none other and no
 # backslash (so no escaped control character), no string in it holds a forbidden character.
 _PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
 
 
-def _open_canonical(data: bytes, record_type: type[R]) -> SignedRecord[R] | None:
+def _signed_decoder(record_type: type[Any]) -> msgspec.json.Decoder[Any]:
     decoder = _SIGNED_DECODERS.get(record_type)
     if decoder is None:
         decoder = _SIGNED_DECODERS[record_type] = msgspec.json.Decoder(
@@ -306,21 +315,46 @@ def _open_canonical(data: bytes, record_type: type[R]) -> SignedRecord[R] | None
                 kw_only=True,
             )
         )
-    if b"\\" in data or data.translate(None, _PRINTABLE_ASCII):
-        return None  # escapes or non-ASCII text: the general path checks every character
+    return decoder
+
+
+def _decode_signed(data: bytes, record_type: type[R]) -> tuple[Any, R] | None:
+    """(the signed record decoded, its record as ``record_type``), or None when ``data`` is
+    not a signed ``record_type`` that the typed decode takes."""
+    usual = _USUAL_FORMS.get(record_type)
+    if usual is not None:
+        form, make = usual
+        try:
+            signed = _signed_decoder(form).decode(data)
+        except (msgspec.MsgspecError, ValueError, TypeError, RecursionError):
+            return None  # refused by the laxer form, so by the record's own type too
+        record = make(signed.record)
+        if record is not None:
+            return signed, record
     try:
-        signed = decoder.decode(data)
+        signed = _signed_decoder(record_type).decode(data)
     except (msgspec.MsgspecError, ValueError, TypeError, RecursionError):
         return None
+    return signed, signed.record
+
+
+def _open_canonical(data: bytes, record_type: type[R]) -> SignedRecord[R] | None:
+    if b"\\" in data or data.translate(None, _PRINTABLE_ASCII):
+        return None  # escapes or non-ASCII text: the general path checks every character
+    decoded = _decode_signed(data, record_type)
+    if decoded is None:
+        return None
+    signed, record = decoded
     # Equal to its own canonical encoding: no duplicate key, no float, no spacing, no other
-    # laxity the strict parser refuses, and the layout above holds.
+    # laxity the strict parser refuses, and the layout above holds. (A laxer form encodes its
+    # fields under the same names, so to the same bytes.)
     if canonical(signed) != data or not data.startswith(_RECORD_HEAD):
         return None
     signer = b64.decode(signed.signer, 32)
     covered = data[len(_RECORD_HEAD) : len(data) - _SIGNED_TAIL]
     if not verify_signature(signer, b64.decode(signed.sig, 64), RECORD_CONTEXT + covered):
         raise RejectedError("bad-signature", "the record signature does not verify")
-    return SignedRecord(signer, record_type, signed.record, None, covered)
+    return SignedRecord(signer, record_type, record, None, covered)
 
 
 def open_signed_record(data: bytes) -> tuple[Any, bytes]:
