@@ -222,13 +222,27 @@ def _first_contact(
             join_tokens.spend(db, token_id)
         host_id = batch.take_host_id(db)
         if host is None:
+            # The row written once, with what apply_record would write on it: a second write
+            # of the 9 KB record cost 19 us a host.
             cursor = db.execute(
-                "INSERT INTO hosts (hostname, mac, status, first_seen, host_id, admitted_at)"
-                " VALUES (?, ?, 'active', ?, ?, ?)",
-                (record.host.hostname, record.host.mac, stamp, host_id, now.timestamp()),
+                "INSERT INTO hosts (hostname, mac, status, first_seen, host_id, admitted_at,"
+                " ed25519, age, record, last_enrolled)"
+                " VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.host.hostname,
+                    record.host.mac,
+                    stamp,
+                    host_id,
+                    now.timestamp(),
+                    record.agent_ed25519,
+                    record.agent_age,
+                    document,
+                    stamp,
+                ),
             )
             assert cursor.lastrowid is not None
             row = cursor.lastrowid
+            tokens = slot_tokens(host_id, record.slots)
             others: tuple[str, ...] = ()
         else:
             row = host["row"]
@@ -238,7 +252,7 @@ def _first_contact(
                 "UPDATE hosts SET host_id = ?, admitted_at = ? WHERE row = ?",
                 (host_id, now.timestamp(), row),
             )
-        tokens = apply_record(db, row, host_id, record, document, stamp)
+            tokens = apply_record(db, row, host_id, record, document, stamp)
         log.info("admitted new host %s as host_id %d", name, host_id)
         return Outcome("accepted", f"new host {name}", host_id, tokens, competing=others), row
     if host is None:
