@@ -355,3 +355,23 @@ def test_a_new_host_row_is_written_as_applying_its_record_writes_it(leader_dir: 
     assert tokens == result.tokens
     assert inserted["record"] is not None and inserted["status"] == "active"
     assert (inserted["ed25519"], inserted["age"]) == (rec.agent_ed25519, rec.agent_age)
+
+
+def test_a_host_keeps_the_assignments_of_its_latest_enrolments_for_resends(
+    leader_dir: Path,
+) -> None:
+    from cooee_agent.leader.registry.admission import ASSIGNMENTS_KEPT
+
+    keys = agent_keys()
+    sent = []
+    with Registrar(leader_dir) as leader:
+        for minute in range(ASSIGNMENTS_KEPT + 2):
+            at = NOW + timedelta(minutes=minute)
+            rec = record(keys, host=9, issued_at=at)
+            result = leader.ingest(
+                seal_enrolment(rec, keys, leader.keys.bundle, sent_at=at), now=at
+            )
+            assert result.accepted, result
+            sent.append((rec.nonce, result.assignment_envelope))
+        kept = [leader.registry.stored_assignment(nonce, rec.agent_ed25519) for nonce, _ in sent]
+    assert kept == [None, None] + [envelope for _, envelope in sent[2:]]

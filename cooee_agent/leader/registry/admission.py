@@ -137,6 +137,9 @@ class _Batch:
     # Every host_id below it is taken: no other writer runs inside the transaction, and each id
     # given out is the lowest free one; back to 0 when a savepoint is rolled back.
     free_from: int = 0
+    # The host row the enrolment being applied inserted, if it did: it has no assignments yet
+    # (a deleted host's went with it, and the foreign key allows none without a host).
+    new_row: int | None = None
 
     def take_host_id(self, db: sqlite3.Connection) -> int:
         host_id = free_host_id(db, self.free_from)
@@ -151,11 +154,12 @@ def _enrol_one(db: sqlite3.Connection, enrolment: Enrolment, batch: _Batch) -> O
     )
     if recorded.rowcount == 0:
         return Outcome("replayed", f"nonce {record.nonce} was already seen")
+    batch.new_row = None
     outcome, row = _enrol_host(db, enrolment, batch)
     if outcome.accepted and batch.seal is not None:
         assert outcome.host_id is not None and row is not None
         envelope = batch.seal(record, outcome.host_id, outcome.tokens)
-        store_assignment(db, row, record, envelope, batch.stamp)
+        store_assignment(db, row, record, envelope, batch.stamp, prune=row != batch.new_row)
         return replace(outcome, assignment_envelope=envelope)
     return outcome
 
@@ -241,7 +245,7 @@ def _first_contact(
                 ),
             )
             assert cursor.lastrowid is not None
-            row = cursor.lastrowid
+            row = batch.new_row = cursor.lastrowid
             tokens = slot_tokens(host_id, record.slots)
             others: tuple[str, ...] = ()
         else:
@@ -343,12 +347,22 @@ def apply_record(
 
 
 def store_assignment(
-    db: sqlite3.Connection, row: int, record: EnrolmentRecord, envelope: bytes, stamp: str
+    db: sqlite3.Connection,
+    row: int,
+    record: EnrolmentRecord,
+    envelope: bytes,
+    stamp: str,
+    *,
+    prune: bool = True,
 ) -> None:
+    """Keep the assignment for resends, and only the host's ASSIGNMENTS_KEPT latest. ``prune``
+    False: the host has no other (a row inserted by this enrolment), so nothing is deleted."""
     db.execute(
         "INSERT OR REPLACE INTO assignments VALUES (?, ?, ?, ?, ?)",
         (record.nonce, row, record.agent_ed25519, envelope, stamp),
     )
+    if not prune:
+        return
     db.execute(
         "DELETE FROM assignments WHERE host_row = ? AND enrolment_nonce NOT IN (SELECT"
         " enrolment_nonce FROM assignments WHERE host_row = ? ORDER BY rowid DESC LIMIT ?)",
