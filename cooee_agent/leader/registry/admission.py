@@ -115,11 +115,11 @@ def enrol_batch(
                 outcome = _enrol_one(db, enrolment, batch)
             except HostIdExhausted as error:
                 db.execute("ROLLBACK TO enrolment")
-                batch.free_from = 0
+                batch.rolled_back()
                 outcome = Outcome("exhausted", str(error))
             if outcome.reason in UNRECORDED:
                 db.execute("ROLLBACK TO enrolment")
-                batch.free_from = 0  # an id given out in the savepoint is free again
+                batch.rolled_back()
             db.execute("RELEASE enrolment")
             outcomes.append(outcome)
     return outcomes
@@ -140,11 +140,23 @@ class _Batch:
     # The host row the enrolment being applied inserted, if it did: it has no assignments yet
     # (a deleted host's went with it, and the foreign key allows none without a host).
     new_row: int | None = None
+    # Hosts admitted in the minute before ``now``, once counted: the batch's moment is fixed,
+    # so only its own admissions change it. None (count again) after a savepoint rollback.
+    admitted_recently: int | None = None
 
     def take_host_id(self, db: sqlite3.Connection) -> int:
         host_id = free_host_id(db, self.free_from)
         self.free_from = host_id + 1
         return host_id
+
+    def admitted_in_last_minute(self, db: sqlite3.Connection) -> int:
+        if self.admitted_recently is None:
+            self.admitted_recently = _admitted_since(db, self.now.timestamp() - 60)
+        return self.admitted_recently
+
+    def rolled_back(self) -> None:
+        self.free_from = 0  # an id given out in the savepoint is free again
+        self.admitted_recently = None
 
 
 def _enrol_one(db: sqlite3.Connection, enrolment: Enrolment, batch: _Batch) -> Outcome:
@@ -214,7 +226,7 @@ def _first_contact(
     if not enrolment.admitted and record.join_token is not None:
         token_id = join_tokens.find(db, record.join_token, now=now)
     if enrolment.admitted or token_id is not None:
-        if _admitted_since(db, now.timestamp() - 60) >= limits.admissions_per_minute:
+        if batch.admitted_in_last_minute(db) >= limits.admissions_per_minute:
             # Nothing is recorded (UNRECORDED): the token stays unspent and the agent's resend
             # of this very envelope is admitted once the minute allows.
             return Outcome(
@@ -257,6 +269,7 @@ def _first_contact(
                 (host_id, now.timestamp(), row),
             )
             tokens = apply_record(db, row, host_id, record, document, stamp)
+        batch.admitted_recently = batch.admitted_in_last_minute(db) + 1
         log.info("admitted new host %s as host_id %d", name, host_id)
         return Outcome("accepted", f"new host {name}", host_id, tokens, competing=others), row
     if host is None:
