@@ -202,12 +202,13 @@ class Registrar:
 
     def _sealer(self, moment: datetime):  # type: ignore[no-untyped-def]
         read_key = self.read_key
+        issued_at = now_text(moment)  # the batch's moment, formatted once for all its answers
 
         def seal(record: EnrolmentRecord, host_id: int, tokens: tuple[SlotToken, ...]) -> bytes:
             extra = {} if read_key is None else {"read_key": read_key.secret}
             assignment = Assignment(
                 nonce=new_nonce(),
-                issued_at=now_text(moment),
+                issued_at=issued_at,
                 enrolment_nonce=record.nonce,
                 agent_key=record.agent_ed25519,
                 host_id=host_id,

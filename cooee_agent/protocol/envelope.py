@@ -3,6 +3,7 @@ sealed bodies; both signed with Ed25519 over canonical JSON behind a domain-sepa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -19,11 +20,14 @@ from cooee_agent.protocol.keys import raw_public, verify_signature
 from cooee_agent.protocol.kinds import KINDS, SEALED_KINDS
 from cooee_agent.protocol.records import (
     Ed25519Key,
+    EnrolmentRecord,
     FieldError,
     Record,
     Time,
+    UsualEnrolment,
     check_time,
     now_text,
+    usual_enrolment,
 )
 from cooee_agent.protocol.schema import canonical, convert, fail, loads, text
 
@@ -137,6 +141,39 @@ def make_envelope(
     return signed
 
 
+def envelope_bytes(
+    kind: str,
+    address: str,
+    body: Any,
+    key: Ed25519PrivateKey,
+    *,
+    sent_at: datetime | None = None,
+    sender: str | None = None,
+) -> bytes:
+    """``make_envelope(...).to_bytes()``, with the body encoded once rather than three times.
+    ``sender``: the key's verify key in base64url, when the caller has it."""
+    unsigned = canonical(
+        {
+            "v": ENVELOPE_VERSION,
+            "kind": kind,
+            "address": address,
+            "sent_at": now_text(sent_at),
+            "body": body,
+            "sender": sender if sender is not None else b64.encode(raw_public(key)),
+        }
+    )
+    sig = b64.encode(key.sign(ENVELOPE_CONTEXT + unsigned))
+    # Keys sorted: the signed envelope is the unsigned one with the sig before the "v" that
+    # ends it (the layout _parse_canonical_sealed reads).
+    assert unsigned.endswith(_VERSION_FIELD)
+    data = b"".join(
+        (unsigned[: -len(_VERSION_FIELD)], b',"sig":"', sig.encode("ascii"), b'"', _VERSION_FIELD)
+    )
+    if len(data) > MAX_ENVELOPE_BYTES:
+        raise fail("envelope", f"is {len(data)} bytes, over the {MAX_ENVELOPE_BYTES}-byte limit")
+    return data
+
+
 def parse_envelope(data: bytes) -> Envelope:
     """Parse and check an envelope's form (size, JSON, fields) and verify its signature.
 
@@ -246,6 +283,27 @@ def sign_record(record: Any, key: Ed25519PrivateKey) -> dict[str, Any]:
     }
 
 
+def signed_record_bytes(record: Any, key: Ed25519PrivateKey, signer: str | None = None) -> bytes:
+    """``canonical(sign_record(record, key))`` with the record encoded once: the canonical
+    signed record is {"record":R,"sig":"S","signer":"K"}. ``signer``: the key's verify key in
+    base64url, when the caller has it."""
+    covered = canonical(record)
+    sig = b64.encode(key.sign(RECORD_CONTEXT + covered))
+    if signer is None:
+        signer = b64.encode(raw_public(key))
+    return b"".join(
+        (
+            _RECORD_HEAD,
+            covered,
+            b',"sig":"',
+            sig.encode("ascii"),
+            b'","signer":"',
+            signer.encode("ascii"),
+            b'"}',
+        )
+    )
+
+
 R = TypeVar("R", bound=Record)
 
 
@@ -289,12 +347,17 @@ def open_signed_record_as(data: bytes, record_type: type[R]) -> SignedRecord[R]:
 _RECORD_HEAD = b'{"record":'
 _SIGNED_TAIL = len(b',"sig":"') + _SIG_LENGTH + len(b'","signer":"') + _KEY_LENGTH + len(b'"}')
 _SIGNED_DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+# Record types first decoded as a laxer type, and the function that makes the record from it
+# or returns None when it must be decoded as its own type (records.usual_enrolment).
+_USUAL_FORMS: dict[type[Any], tuple[type[Any], Callable[[Any], Any]]] = {
+    EnrolmentRecord: (UsualEnrolment, usual_enrolment)
+}
 # Bytes that every canonical record of printable ASCII is made of: with none other and no
 # backslash (so no escaped control character), no string in it holds a forbidden character.
 _PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
 
 
-def _open_canonical(data: bytes, record_type: type[R]) -> SignedRecord[R] | None:
+def _signed_decoder(record_type: type[Any]) -> msgspec.json.Decoder[Any]:
     decoder = _SIGNED_DECODERS.get(record_type)
     if decoder is None:
         decoder = _SIGNED_DECODERS[record_type] = msgspec.json.Decoder(
@@ -306,21 +369,46 @@ def _open_canonical(data: bytes, record_type: type[R]) -> SignedRecord[R] | None
                 kw_only=True,
             )
         )
-    if b"\\" in data or data.translate(None, _PRINTABLE_ASCII):
-        return None  # escapes or non-ASCII text: the general path checks every character
+    return decoder
+
+
+def _decode_signed(data: bytes, record_type: type[R]) -> tuple[Any, R] | None:
+    """(the signed record decoded, its record as ``record_type``), or None when ``data`` is
+    not a signed ``record_type`` that the typed decode takes."""
+    usual = _USUAL_FORMS.get(record_type)
+    if usual is not None:
+        form, make = usual
+        try:
+            signed = _signed_decoder(form).decode(data)
+        except (msgspec.MsgspecError, ValueError, TypeError, RecursionError):
+            return None  # refused by the laxer form, so by the record's own type too
+        record = make(signed.record)
+        if record is not None:
+            return signed, record
     try:
-        signed = decoder.decode(data)
+        signed = _signed_decoder(record_type).decode(data)
     except (msgspec.MsgspecError, ValueError, TypeError, RecursionError):
         return None
+    return signed, signed.record
+
+
+def _open_canonical(data: bytes, record_type: type[R]) -> SignedRecord[R] | None:
+    if b"\\" in data or data.translate(None, _PRINTABLE_ASCII):
+        return None  # escapes or non-ASCII text: the general path checks every character
+    decoded = _decode_signed(data, record_type)
+    if decoded is None:
+        return None
+    signed, record = decoded
     # Equal to its own canonical encoding: no duplicate key, no float, no spacing, no other
-    # laxity the strict parser refuses, and the layout above holds.
+    # laxity the strict parser refuses, and the layout above holds. (A laxer form encodes its
+    # fields under the same names, so to the same bytes.)
     if canonical(signed) != data or not data.startswith(_RECORD_HEAD):
         return None
     signer = b64.decode(signed.signer, 32)
     covered = data[len(_RECORD_HEAD) : len(data) - _SIGNED_TAIL]
     if not verify_signature(signer, b64.decode(signed.sig, 64), RECORD_CONTEXT + covered):
         raise RejectedError("bad-signature", "the record signature does not verify")
-    return SignedRecord(signer, record_type, signed.record, None, covered)
+    return SignedRecord(signer, record_type, record, None, covered)
 
 
 def open_signed_record(data: bytes) -> tuple[Any, bytes]:

@@ -254,6 +254,94 @@ class EnrolmentRecord(Record, frozen=True, kw_only=True, forbid_unknown_fields=T
             raise fail("agents", "lists an agent twice")
 
 
+class _UsualTuple(Record, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """TupleFields without the patterns and bounds its hostname, mac and gpu_id hold by being
+    equal to their host's and slot's (checked there); the model keeps its own."""
+
+    gpu_id: str
+    hostname: str
+    mac: str
+    model: Model
+
+
+class _UsualAgent(Record, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """AgentEntry without the key's pattern (checked in one pass over all keys) and the slot's
+    bounds (a usual agent's slot is one of the record's)."""
+
+    slot: int
+    key: str
+    tuple: _UsualTuple
+
+
+class UsualEnrolment(Record, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """EnrolmentRecord as the Leader decodes it first: its agents without the two patterns
+    each (64 regular expression matches at 32 agents, 36 us of an 80 us decode) that a usual
+    agent holds by construction. :func:`usual_enrolment` makes the record from it, or says it
+    must be decoded as an EnrolmentRecord. Every field but ``agents`` is EnrolmentRecord's."""
+
+    schema: Literal[1] = 1
+    kind: Literal["enrolment"] = "enrolment"
+    nonce: Nonce
+    issued_at: Time
+    software: Annotated[str, text(64)]
+    join_token: JoinToken | None
+    agent_key: AgentKey
+    host: HostEntry
+    slots: Annotated[tuple[SlotEntry, ...], msgspec.Meta(min_length=1, max_length=MAX_SLOTS)]
+    agents: Annotated[tuple[_UsualAgent, ...], msgspec.Meta(max_length=MAX_AGENTS)]
+
+
+_HEX_DIGITS = b"0123456789abcdef"
+
+
+def usual_enrolment(decoded: UsualEnrolment) -> EnrolmentRecord | None:
+    """The EnrolmentRecord that decoding the same JSON as an EnrolmentRecord gives, when every
+    agent is usual: its tuple names the record's host and its slot's GPU, and its key is 64
+    hex digits (so every pattern and bound of AgentEntry holds). None otherwise, or when the
+    record's own field checks refuse it: decode it as an EnrolmentRecord, which says why.
+
+    Every valid record's agents are usual (``check`` refuses any other), so only a refused
+    record is decoded twice."""
+    host = decoded.host
+    hostname, mac = host.hostname, host.mac
+    gpu_of_slot = {s.slot: s.gpu_id for s in decoded.slots}
+    agents = []
+    for agent in decoded.agents:
+        fields = agent.tuple
+        if not (
+            fields.hostname == hostname
+            and fields.mac == mac
+            and gpu_of_slot.get(agent.slot) == fields.gpu_id
+            and len(agent.key) == 64
+        ):
+            return None
+        agents.append(
+            AgentEntry(
+                slot=agent.slot,
+                key=agent.key,
+                tuple=TupleFields(
+                    gpu_id=fields.gpu_id, hostname=hostname, mac=mac, model=fields.model
+                ),
+            )
+        )
+    keys = "".join(agent.key for agent in decoded.agents)
+    if not keys.isascii() or keys.encode("ascii").translate(None, _HEX_DIGITS):
+        return None
+    try:
+        return EnrolmentRecord(
+            nonce=decoded.nonce,
+            issued_at=decoded.issued_at,
+            software=decoded.software,
+            join_token=decoded.join_token,
+            agent_key=decoded.agent_key,
+            host=host,
+            slots=decoded.slots,
+            agents=tuple(agents),
+        )
+    except FieldError:
+        return None
+
+
 def _check_tuple(
     index: int,
     entry: AgentEntry,

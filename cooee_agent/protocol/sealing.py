@@ -22,11 +22,12 @@ from cooee_agent.identity import ucxl
 from cooee_agent.protocol import b64
 from cooee_agent.protocol.envelope import (
     Envelope,
+    envelope_bytes,
     make_envelope,
     open_signed_record,
     open_signed_record_as,
     parse_envelope,
-    sign_record,
+    signed_record_bytes,
 )
 from cooee_agent.protocol.errors import RejectedError
 from cooee_agent.protocol.keys import AgentKeys, LeaderBundle, LeaderKeys, key_id
@@ -37,7 +38,7 @@ from cooee_agent.protocol.records import (
     parse_time,
     validate_record,
 )
-from cooee_agent.protocol.schema import canonical, fail, loads
+from cooee_agent.protocol.schema import fail, loads
 
 log = logging.getLogger(__name__)
 
@@ -110,16 +111,15 @@ def seal_enrolment(
     """
     if record.agent_ed25519 != b64.encode(agent_keys.verify_key):
         raise fail("record.agent_key", "is not the key this record is signed with")
-    signed = canonical(sign_record(record, agent_keys.signing))
+    signed = signed_record_bytes(record, agent_keys.signing)
     body = _encrypt(signed, leader_bundle.recipients)
-    envelope = make_envelope(
+    return envelope_bytes(
         "enrolment",
         address_for("enrolment", agent_keys.agent_id),
         body,
         agent_keys.signing,
         sent_at=sent_at,
     )
-    return envelope.to_bytes()
 
 
 def _open_sealed(
@@ -217,17 +217,18 @@ def seal_assignment(
     sent_at: datetime | None = None,
 ) -> bytes:
     """The assignment envelope: signed by the Leader, sealed to the agent's age recipient."""
-    signed = canonical(sign_record(assignment, leader_keys.signing))
+    signer = leader_keys.verify_text
+    signed = signed_record_bytes(assignment, leader_keys.signing, signer)
     body = _encrypt(signed, [agent_recipient])
     agent_id = key_id(b64.decode(assignment.agent_key, 32))
-    envelope = make_envelope(
+    return envelope_bytes(
         "assignment",
         address_for("assignment", agent_id),
         body,
         leader_keys.signing,
         sent_at=sent_at,
+        sender=signer,
     )
-    return envelope.to_bytes()
 
 
 def open_assignment(
@@ -315,12 +316,11 @@ def seal_to_leader(
     bad record or an envelope over the size limit, before anything is sent."""
     _sealed_row(kind, "agent")
     validate_record(record, kind)
-    signed = canonical(sign_record(record, agent_keys.signing))
+    signed = signed_record_bytes(record, agent_keys.signing)
     body = _encrypt(signed, leader_bundle.recipients)
-    envelope = make_envelope(
+    return envelope_bytes(
         kind, address_for(kind, agent_keys.agent_id), body, agent_keys.signing, sent_at=sent_at
     )
-    return envelope.to_bytes()
 
 
 def open_from_agent(
@@ -364,13 +364,13 @@ def seal_to_agent(
     Leader, sealed to the agent's age recipient, addressed to the agent its ``agent_key`` names."""
     _sealed_row(kind, "leader")
     validate_record(record, kind)
-    signed = canonical(sign_record(record, leader_keys.signing))
+    signer = leader_keys.verify_text
+    signed = signed_record_bytes(record, leader_keys.signing, signer)
     body = _encrypt(signed, [agent_recipient])
     agent_id = key_id(b64.decode(record["agent_key"], 32))
-    envelope = make_envelope(
-        kind, address_for(kind, agent_id), body, leader_keys.signing, sent_at=sent_at
+    return envelope_bytes(
+        kind, address_for(kind, agent_id), body, leader_keys.signing, sent_at=sent_at, sender=signer
     )
-    return envelope.to_bytes()
 
 
 def open_from_leader(

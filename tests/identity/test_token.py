@@ -165,6 +165,46 @@ def test_encode_rejects_out_of_range_fields_instead_of_masking(
         codec.encode(**kwargs)
 
 
+def field_values(maximum: int) -> st.SearchStrategy[int]:
+    """Mostly in range, so that a later field is reached; sometimes out of it, or a bool."""
+    return st.integers(0, maximum) | st.integers(-2, 1030) | st.booleans()
+
+
+@given(
+    field_values(codec.MAX_VERSION),
+    field_values(codec.MAX_HOST_ID),
+    field_values(codec.MAX_GPU_SLOT),
+    field_values(codec.MAX_RESERVED),
+)
+def test_encode_refuses_the_first_bad_field_and_encodes_every_good_one(
+    version: int, host_id: int, slot: int, reserved: int
+) -> None:
+    limits = (
+        ("version", version, codec.MAX_VERSION),
+        ("host_id", host_id, codec.MAX_HOST_ID),
+        ("gpu_slot", slot, codec.MAX_GPU_SLOT),
+        ("reserved", reserved, codec.MAX_RESERVED),
+    )
+    for name, value, maximum in limits:
+        if isinstance(value, bool):
+            fault = f"{name} must be an integer, got bool"
+        elif not 0 <= value <= maximum:
+            fault = f"{name} {value} is out of range 0..{maximum}"
+        else:
+            continue
+        with pytest.raises(TokenError) as raised:
+            codec.encode(version, host_id, slot, reserved)
+        assert str(raised.value) == fault
+        return
+    decoded = codec.decode(codec.encode(version, host_id, slot, reserved))
+    assert (decoded.version, decoded.host_id, decoded.gpu_slot, decoded.reserved) == (
+        version,
+        host_id,
+        slot,
+        reserved,
+    )
+
+
 def test_token_error_is_a_value_error_with_input_exit_code() -> None:
     assert issubclass(TokenError, ValueError)
     assert TokenError.exit_code == 2

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from enrolment_factory import agent_keys, record
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cooee_agent.bus.memory import MemoryBus
@@ -111,6 +111,54 @@ def test_a_competing_key_raises_a_call(leader_dir: Path, leader_keys: LeaderKeys
 
 
 # -- 2 and 3. bounded first contact ---------------------------------------------------------------
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.integers(0, 60), max_size=4),
+    st.lists(st.sampled_from(("new", "again", "resent")), min_size=1, max_size=8),
+    st.integers(0, 6),
+)
+def test_a_batch_counts_its_admissions_as_enrolments_one_by_one_do(
+    tmp_path_factory: pytest.TempPathFactory,
+    earlier: list[int],
+    arrivals: list[str],
+    per_minute: int,
+) -> None:
+    """The admissions of the last minute are counted once a batch and then kept by the batch:
+    the outcomes are those of the same enrolments applied one at a time."""
+    from cooee_agent.protocol.keys import generate_leader_keys
+
+    directory = tmp_path_factory.mktemp("keys")
+    leader_keys = generate_leader_keys(directory)
+    envelopes: list[tuple[datetime, bytes]] = []
+    for seconds in earlier:  # hosts admitted that many seconds before the batch
+        keys = agent_keys()
+        at = NOW - timedelta(seconds=seconds)
+        rec = record(keys, host=len(envelopes), issued_at=at)
+        envelopes.append((at, seal_enrolment(rec, keys, leader_keys.bundle, sent_at=at)))
+    batch = []
+    known: list[AgentKeys] = []
+    for arrival in arrivals:
+        if arrival == "new" or not known:
+            known.append(agent_keys())
+        keys = known[-1]
+        rec = record(keys, host=100 + len(known), issued_at=NOW)
+        sealed = seal_enrolment(rec, keys, leader_keys.bundle, sent_at=NOW)
+        batch.append(batch[-1] if arrival == "resent" and batch else sealed)
+    outcomes = []
+    for together in (True, False):
+        state = tmp_path_factory.mktemp("state")
+        limits = Limits(admissions_per_minute=per_minute + len(earlier) // 2)
+        with Registrar(state, keys=leader_keys, limits=limits) as leader:
+            for at, sealed in envelopes:
+                leader.ingest(sealed, now=at)
+            if together:
+                results = leader.ingest_many(batch, now=NOW)
+            else:
+                results = [leader.ingest(sealed, now=NOW) for sealed in batch]
+        outcomes.append([(r.reason, r.host_id) for r in results])
+    assert outcomes[0] == outcomes[1]
 
 
 def test_first_contact_admissions_are_bounded_per_minute_and_retried_later(

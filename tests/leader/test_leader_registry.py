@@ -326,3 +326,52 @@ def test_the_stored_record_is_its_canonical_text_without_the_join_token(
     (stored,) = db.execute("SELECT record FROM hosts").fetchone()
     db.close()
     assert stored == canonical(msgspec.structs.replace(rec, join_token=None)).decode("utf-8")
+
+
+def test_a_new_host_row_is_written_as_applying_its_record_writes_it(leader_dir: Path) -> None:
+    """A host admitted on first contact is inserted with its record in one statement: applying
+    the record to that row again changes nothing."""
+    import sqlite3
+
+    from cooee_agent.leader.registry.admission import apply_record
+    from cooee_agent.protocol.schema import canonical
+
+    keys = agent_keys()
+    rec = record(keys, host=5, gpus=3, models=("llama3:8b", "qwen2.5:32b"), issued_at=NOW)
+    with Registrar(leader_dir) as leader:
+        envelope = seal_enrolment(rec, keys, leader.keys.bundle, sent_at=NOW)
+        result = leader.ingest(envelope, now=NOW)
+        assert result.accepted, result
+    db = sqlite3.connect(leader_dir / REGISTRY_FILE)
+    db.row_factory = sqlite3.Row
+    inserted = dict(db.execute("SELECT * FROM hosts").fetchone())
+    document = canonical(rec).decode("utf-8")
+    stamp = "2026-03-01T12:00:00Z"
+    tokens = apply_record(db, inserted["row"], inserted["host_id"], rec, document, stamp)
+    applied = dict(db.execute("SELECT * FROM hosts").fetchone())
+    db.rollback()
+    db.close()
+    assert applied == inserted
+    assert tokens == result.tokens
+    assert inserted["record"] is not None and inserted["status"] == "active"
+    assert (inserted["ed25519"], inserted["age"]) == (rec.agent_ed25519, rec.agent_age)
+
+
+def test_a_host_keeps_the_assignments_of_its_latest_enrolments_for_resends(
+    leader_dir: Path,
+) -> None:
+    from cooee_agent.leader.registry.admission import ASSIGNMENTS_KEPT
+
+    keys = agent_keys()
+    sent = []
+    with Registrar(leader_dir) as leader:
+        for minute in range(ASSIGNMENTS_KEPT + 2):
+            at = NOW + timedelta(minutes=minute)
+            rec = record(keys, host=9, issued_at=at)
+            result = leader.ingest(
+                seal_enrolment(rec, keys, leader.keys.bundle, sent_at=at), now=at
+            )
+            assert result.accepted, result
+            sent.append((rec.nonce, result.assignment_envelope))
+        kept = [leader.registry.stored_assignment(nonce, rec.agent_ed25519) for nonce, _ in sent]
+    assert kept == [None, None] + [envelope for _, envelope in sent[2:]]

@@ -3,13 +3,16 @@ public material round-trips as one bundle string with a stable fingerprint."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import stat
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cooee_agent.config.paths import state_dir
+from cooee_agent.protocol import b64
 from cooee_agent.protocol.errors import KeyFileError
 from cooee_agent.protocol.keys import (
     generate_leader_keys,
@@ -47,6 +50,13 @@ def test_the_bundle_round_trips_and_has_a_short_fingerprint(tmp_path: Path) -> N
     assert parse_bundle(f"  {bundle.text}\n") == bundle
     assert re.fullmatch(r"[0-9A-Z]{4}(-[0-9A-Z]{4}){3}", bundle.fingerprint)
     assert load_leader_keys(tmp_path).bundle.fingerprint == bundle.fingerprint
+
+
+def test_the_leader_keys_name_their_verify_key_as_the_bundle_does(tmp_path: Path) -> None:
+    keys = generate_leader_keys(tmp_path)
+    assert keys.verify_text == b64.encode(keys.bundle.verify_key)
+    other = dataclasses.replace(keys, signing=Ed25519PrivateKey.generate())
+    assert other.verify_text == b64.encode(other.bundle.verify_key) != keys.verify_text
 
 
 @pytest.mark.parametrize(

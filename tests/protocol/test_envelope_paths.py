@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -169,3 +170,41 @@ def test_a_bad_envelope_signature_is_named_on_the_fast_path(sealed: bytes) -> No
         "bad-signature",
         "bad-signature: the envelope signature does not verify",
     )
+
+
+# Text of any kind a record or a body may hold: escapes, non-ASCII, the characters JSON quotes.
+texts = st.text(max_size=40) | st.sampled_from(("", '"', "\\", "\u2028", "é", "-----BEGIN"))
+values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | texts,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(texts, children, max_size=3),
+    max_leaves=10,
+)
+
+
+@SETTINGS
+@given(values, st.booleans())
+def test_a_signed_record_is_written_as_the_canonical_signed_object(value: Any, named: bool) -> None:
+    signer = b64.encode(KEYS.verify_key) if named else None
+    written = envelope.signed_record_bytes(value, KEYS.signing, signer)
+    assert written == canonical(envelope.sign_record(value, KEYS.signing))
+
+
+@SETTINGS
+@given(st.sampled_from(("enrolment", "assignment", "availability")), texts, values, st.booleans())
+def test_an_envelope_is_written_as_make_envelope_writes_it(
+    kind: str, address: str, body: Any, named: bool
+) -> None:
+    sender = b64.encode(KEYS.verify_key) if named else None
+    at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    written = envelope.envelope_bytes(kind, address, body, KEYS.signing, sent_at=at, sender=sender)
+    made = envelope.make_envelope(kind, address, body, KEYS.signing, sent_at=at)
+    assert written == made.to_bytes()
+
+
+def test_an_envelope_over_the_limit_is_refused_with_make_envelopes_words() -> None:
+    body = "x" * envelope.MAX_ENVELOPE_BYTES
+    with pytest.raises(RejectedError) as made:
+        envelope.make_envelope("assignment", "a", body, KEYS.signing)
+    with pytest.raises(RejectedError) as written:
+        envelope.envelope_bytes("assignment", "a", body, KEYS.signing)
+    assert str(written.value) == str(made.value)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import msgspec
 import pytest
 from enrolment_factory import agent_keys, record, signed
 from hypothesis import HealthCheck, given, settings
@@ -13,7 +14,8 @@ from hypothesis import strategies as st
 
 from cooee_agent.protocol.envelope import open_signed_record, open_signed_record_as
 from cooee_agent.protocol.errors import RejectedError
-from cooee_agent.protocol.records import EnrolmentRecord
+from cooee_agent.protocol.records import EnrolmentRecord, UsualEnrolment, usual_enrolment
+from cooee_agent.protocol.schema import canonical
 
 KEYS = agent_keys()
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -121,6 +123,86 @@ def test_changed_bytes_are_refused_or_taken_alike(
         )
         wire[position : position + (edit == "replace")] = chunk
     assert fast(bytes(wire)) == general(bytes(wire))
+
+
+# Values an agent's field may be given that are near what it should be: another field's value,
+# a value out of its pattern or bounds by one character, and other types.
+def _near_misses(value: dict[str, Any]) -> list[Any]:
+    agent = value["agents"][0]
+    key, fields = agent["key"], agent["tuple"]
+    return [
+        *fields.values(),
+        *(slot["gpu_id"] for slot in value["slots"]),
+        key,
+        key.upper(),
+        key[:-1],
+        key + "0",
+        key[:-1] + "g",
+        fields["mac"].upper(),
+        fields["mac"][:-1],
+        "02:00:00:00:00:01",
+        fields["hostname"].upper(),
+        "a" * 254,
+        "x" * 256,
+        "",
+        " ",
+        "GPU-0",
+        "cpu",
+        -1,
+        0,
+        1,
+        15,
+        16,
+        True,
+        None,
+        [],
+    ]
+
+
+_AGENT_FIELDS = (
+    ("slot",),
+    ("key",),
+    ("tuple", "gpu_id"),
+    ("tuple", "hostname"),
+    ("tuple", "mac"),
+    ("tuple", "model"),
+)
+
+
+@SETTINGS
+@given(records, st.data())
+def test_an_agent_changed_near_its_rules_is_refused_or_taken_alike(
+    rec: EnrolmentRecord, data: st.DataObject
+) -> None:
+    """The Leader decodes agents without their patterns when each names its host and slot:
+    any other agent, however near, gets the refusal the strict decode gives."""
+    value = rec.to_dict()
+    if not value["agents"]:
+        return
+    misses = _near_misses(value)
+    for _ in range(data.draw(st.integers(1, 3))):
+        index = data.draw(st.integers(0, len(value["agents"]) - 1))
+        at = ("agents", index, *data.draw(st.sampled_from(_AGENT_FIELDS)))
+        value = replaced(value, at, data.draw(st.sampled_from(misses)))
+    wire = signed(value, KEYS.signing)
+    assert fast(wire) == general(wire)
+
+
+def test_the_usual_form_of_an_enrolment_differs_from_it_only_in_its_agents() -> None:
+    usual = {f.name: f for f in msgspec.structs.fields(UsualEnrolment)}
+    strict = {f.name: f for f in msgspec.structs.fields(EnrolmentRecord)}
+    assert usual.keys() == strict.keys()
+    assert [name for name in strict if usual[name] != strict[name]] == ["agents"]
+
+
+def test_a_usual_record_made_from_its_usual_form_is_the_record() -> None:
+    rec = record(KEYS, gpus=8, models=("llama3:8b", "qwen2.5:32b", "gemma2:27b", "phi3:3.8b"))
+    usual = msgspec.json.decode(canonical(rec), type=UsualEnrolment)
+    assert usual_enrolment(usual) == rec
+    strange = canonical(rec).replace(
+        rec.host.mac.encode(), b"0" * 12, 2
+    )  # two agents, not the host
+    assert usual_enrolment(msgspec.json.decode(strange, type=UsualEnrolment)) is None
 
 
 def test_a_duplicate_key_escape_or_spacing_leaves_the_fast_path_with_its_refusal() -> None:
