@@ -42,7 +42,8 @@ SEVERITIES = ("info", "warning", "critical")
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 Nonce = Annotated[str, text(32, "[0-9a-f]{32}")]
-Time = Annotated[str, text(20, r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")]
+# [0-9], not \d: Python's \d also matches other scripts' digits, which int() reads.
+Time = Annotated[str, text(20, "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")]
 KeyHex = Annotated[str, text(64, "[0-9a-f]{64}")]
 Ed25519Key = Annotated[str, text(43, "[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")]
 AgeRecipient = Annotated[str, text(62, "age1[02-9ac-hj-np-z]{58}")]
@@ -577,17 +578,16 @@ def now_text(moment: datetime | None = None) -> str:
     )
 
 
-_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})Z")
+_TIME = re.compile("[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
 
 def parse_time(text: str) -> datetime:
     """The moment a protocol time names; ValueError unless it is exactly TIME_FORMAT.
 
-    By hand rather than strptime, which costs thirty times more: the Leader parses two or three
-    times per message.
+    The pattern holds the form (ASCII digits only); ``fromisoformat`` reads it, refusing a
+    moment that does not exist as ``datetime`` does. Not strptime, which costs thirty times
+    more: the Leader parses six times per enrolment.
     """
-    match = _TIME.fullmatch(text)
-    if match is None:
+    if _TIME.fullmatch(text) is None:
         raise ValueError(f"time data {text!r} does not match format {TIME_FORMAT!r}")
-    year, month, day, hour, minute, second = map(int, match.groups())
-    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    return datetime.fromisoformat(text)

@@ -147,3 +147,55 @@ def test_a_protocol_time_is_strftime_of_the_utc_moment_and_parses_back(moment: d
     text = now_text(moment)
     assert text == moment.astimezone(UTC).strftime(TIME_FORMAT)
     assert parse_time(text) == moment.astimezone(UTC).replace(microsecond=0)
+
+
+def _parse_time_by_fields(text: str) -> datetime:
+    """What parse_time returned before it read times with fromisoformat, for ASCII digits."""
+    import re
+
+    match = re.fullmatch(
+        r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z", text
+    )
+    if match is None:
+        raise ValueError("form")
+    year, month, day, hour, minute, second = map(int, match.groups())
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+
+
+@given(
+    st.from_regex(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z\Z")
+    | st.text(max_size=24)
+)
+def test_a_protocol_time_parses_as_its_fields_name_it_or_is_refused(text: str) -> None:
+    from cooee_agent.protocol.records import parse_time
+
+    try:
+        expected: datetime | str = _parse_time_by_fields(text)
+    except ValueError:
+        expected = "refused"
+    try:
+        got: datetime | str = parse_time(text)
+    except ValueError:
+        got = "refused"
+    assert got == expected
+    if isinstance(got, datetime):
+        assert got.tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "\u0662\u0660\u0662\u0666-01-31T12:00:00Z",  # Arabic-Indic digits, which \d matched
+        "2026-01-31T12:00:0\uff10Z",  # a full-width zero
+    ],
+)
+def test_a_time_written_in_other_digits_is_refused(keys: AgentKeys, moment: str) -> None:
+    from cooee_agent.protocol.records import FieldError, check_time, parse_time
+
+    with pytest.raises(ValueError):
+        parse_time(moment)
+    with pytest.raises(FieldError, match="is not a valid UTC time"):
+        check_time(moment)
+    written = record(keys).to_dict() | {"issued_at": moment}
+    with pytest.raises(RejectedError, match=r"issued_at: .* does not match"):
+        EnrolmentRecord.from_dict(written)
