@@ -21,10 +21,10 @@ times:
 - ``resolve_mesh_no_agent`` (``dht_cold`` in earlier reports): the same with ``--no-agent``, or
   with no agent running: start a client node, dial this process's agent node, get, check,
   open, stop (``--cold`` lookups);
-- ``resolve_mesh_not_held``: ``resolve_mesh`` on the host of an agent node that joined after the
-  records were put, so it holds none (with 20 nodes every node holds every record, as a
-  cluster's k = 20 closest would; in a larger cluster most do not): its node asks the network,
-  over connections it holds already;
+- ``resolve_mesh_not_held``: ``resolve_mesh`` on the host of an agent (a process of its own)
+  whose node joined after the records were put, so it holds none (with 20 nodes every node
+  holds every record, as a cluster's k = 20 closest would; in a larger cluster most do not):
+  its node asks the network, over connections it holds already;
 - ``dht_leader_down``: ``dht_warm`` again after the Leader's node is closed, and
   ``resolve_mesh_not_held_leader_down`` the same for ``resolve_mesh_not_held``;
 - ``command`` and ``command_no_agent``: the whole ``cooee-agent resolve TOKEN --mesh --json``
@@ -74,17 +74,23 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 REFRESH_S = 60.0
 
 
-def serve(state: str, boot: str, verify_key: str, refresh: str) -> None:
-    """A child: one agent node with the members' rules (no read key: it only stores)."""
+def serve(
+    state: str, boot: str, verify_key: str, refresh: str, read_key: str = "", peers: str = "0"
+) -> None:
+    """A child: one agent node with the members' rules (no read key: it only stores). With
+    ``read_key`` (the read key's recipient), a running agent's host: the node checks what it
+    gets with the read key too, and once its routing table holds ``peers`` peers it answers
+    ``resolve --mesh`` on its lookup socket in ``state`` (whose appearing says it is ready)."""
     import libp2p  # noqa: F401
 
     logging.getLogger("libp2p").setLevel(logging.CRITICAL)
+    from cooee_agent.agent.lookup_socket import LookupSocket, socket_path
     from cooee_agent.bus.dht import DhtSettings
     from cooee_agent.bus.mesh_config import MeshConfig
     from cooee_agent.bus.mesh_transport import start_mesh
     from cooee_agent.protocol.host_records import HostRecordRules
 
-    rules = HostRecordRules(trusted={b64.decode(verify_key, 32)})
+    rules = HostRecordRules(trusted={b64.decode(verify_key, 32)}, read_key=read_key or None)
     config = MeshConfig(
         state_dir=Path(state),
         listen=("/ip4/127.0.0.1/tcp/0",),
@@ -92,6 +98,11 @@ def serve(state: str, boot: str, verify_key: str, refresh: str) -> None:
         dht=DhtSettings(refresh_interval=float(refresh)),
     )
     with start_mesh(config, dht_rules=rules) as node:
+        if read_key:
+            deadline = time.monotonic() + 60
+            while len(node.dht_peers()) < int(peers) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            LookupSocket(node.dht_get, socket_path(Path(state)), alive=lambda: node.alive).start()
         while node.alive:
             time.sleep(1)
 
@@ -120,12 +131,7 @@ def main() -> None:
         help=f"seconds between each node's routing-table refreshes (default {REFRESH_S:.0f}, "
         "production's); the lookups start once every node has refreshed after all joined",
     )
-    parser.add_argument(
-        "--serve",
-        nargs=4,
-        metavar=("STATE", "BOOT", "VERIFY_KEY", "REFRESH"),
-        help=argparse.SUPPRESS,
-    )
+    parser.add_argument("--serve", nargs="+", help=argparse.SUPPRESS)  # serve()'s arguments
     args = parser.parse_args()
     if args.serve:
         serve(*args.serve)
@@ -252,15 +258,21 @@ def main() -> None:
     rng = random.Random(14)
     # An agent whose node joined after the records were put holds none of them (a node keeps
     # only what is put to it): its lookups ask the network, over connections it holds already.
-    late = start_mesh(
-        MeshConfig(state_dir=late_dir, listen=loopback, bootstrap=boot, dht=settings),
-        dht_rules=member_rules(),
+    # A process of its own, as a running agent is.
+    late = subprocess.Popen(
+        [
+            *(sys.executable, __file__, "--serve", str(late_dir), boot[0], verify),
+            *(str(args.refresh), str(read.to_public()), str(wanted)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    while len(late.dht_peers()) < wanted:
-        assert time.monotonic() < deadline + 600, "the late node's table did not fill"
+    children.append(late)
+    late_ready = time.monotonic() + 120
+    while not socket_path(late_dir).exists():
+        assert late.poll() is None, "the late agent's node exited"
+        assert time.monotonic() < late_ready, "the late agent's node did not start serving"
         time.sleep(0.2)
-    late_lookups = LookupSocket(late.dht_get, socket_path(late_dir), alive=lambda: late.alive)
-    assert late_lookups.start()
     rules = member_rules()
 
     def registry_lookup(host_id: int) -> None:
@@ -326,9 +338,7 @@ def main() -> None:
     report["resolve_mesh_not_held_leader_down"] = percentiles(timed(resolve_not_held, args.lookups))
     report["target_p95_ms"] = 100
     report["refresh_s"] = args.refresh
-    for server in (lookups, late_lookups):
-        server.stop()
-    late.close()
+    lookups.stop()
     agent.close()
     stop(children)
     registrar.close()
