@@ -44,11 +44,12 @@ def real_transport(config: Config) -> Transport:
 
     rules = agent_rules(config)
     transport = start_mesh(mesh_config(config), dht_rules=rules)
-    HostRecordKeeper(transport, rules, config.state_dir).start()
-    # Both stop when the mesh closes.
-    LookupSocket(
+    HostRecordKeeper(transport, rules, config.state_dir).start()  # ends with the mesh
+    lookups = LookupSocket(
         transport.dht_get, socket_path(config.state_dir), alive=lambda: transport.alive
-    ).start()
+    )
+    if lookups.start():
+        transport.on_close(lookups.stop)  # its socket file goes before the process does
     return transport
 
 

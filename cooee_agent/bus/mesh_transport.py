@@ -43,6 +43,7 @@ class MeshTransport:
         self._token = token
         self._lock = threading.Lock()
         self._subscriptions: list[Subscription] = []
+        self._on_close: list[Callable[[], None]] = []
         self._closed = False
 
     @property
@@ -100,12 +101,24 @@ class MeshTransport:
     def dht_peers(self) -> list[str]:
         return list(self._call_sync(self._node.dht_peers))
 
+    def on_close(self, stop: Callable[[], None]) -> None:
+        """Call ``stop`` when this transport closes, before its node stops: for what serves
+        beside the node (the agent's lookup socket), so it ends with the mesh, not later."""
+        with self._lock:
+            self._on_close.append(stop)
+
     def close(self, timeout: float = 10.0) -> None:
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             subscriptions = list(self._subscriptions)
+            companions = list(self._on_close)
+        for stop in companions:
+            try:
+                stop()
+            except Exception:  # one that fails to stop must not keep the mesh open
+                logger.warning("stopping %r with the mesh failed", stop, exc_info=True)
         import trio
 
         with contextlib.suppress(trio.RunFinishedError):

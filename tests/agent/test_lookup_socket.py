@@ -353,3 +353,28 @@ def test_a_caller_that_floods_is_cut_off_after_a_bounded_read(
     assert flood_ended and flood_ended != ["sent"], flood_ended
     assert served.asked == []
     assert ask_running_agent(state_dir, 7, timeout=5) == RECORD
+
+
+def test_the_socket_goes_when_the_mesh_closes_not_a_poll_later(state_dir: Path) -> None:
+    from cooee_agent.bus.mesh_config import MeshConfig
+    from cooee_agent.bus.mesh_transport import start_mesh
+
+    transport = start_mesh(
+        MeshConfig(state_dir=state_dir / "mesh", listen=("/ip4/127.0.0.1/tcp/0",), topics=())
+    )
+    server = LookupSocket(transport.dht_get, socket_path(state_dir), alive=lambda: transport.alive)
+    assert server.start()
+    failing_stops: list[str] = []
+
+    def failing_stop() -> None:
+        failing_stops.append("called")
+        raise RuntimeError("a companion that fails to stop")
+
+    transport.on_close(failing_stop)
+    transport.on_close(server.stop)
+    transport.close()
+    # Gone by the time close returns (the accept loop alone would notice up to a poll later),
+    # and a companion that failed to stop kept neither the others nor the node running.
+    assert not socket_path(state_dir).exists()
+    assert failing_stops == ["called"]
+    assert not transport.alive
