@@ -189,8 +189,8 @@ class AgentEntry(Record, frozen=True, kw_only=True, forbid_unknown_fields=True):
         return cls(slot=slot, key=agent.key, tuple=TupleFields.of(agent))
 
 
-class EnrolmentRecord(Record, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """What a host says about itself; signed by its agent key, sealed to the Leader."""
+class _EnrolmentHead(Record, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Every field of an enrolment but its agents: EnrolmentRecord's and UsualEnrolment's."""
 
     schema: Literal[1] = 1
     kind: Literal["enrolment"] = "enrolment"
@@ -201,6 +201,11 @@ class EnrolmentRecord(Record, frozen=True, kw_only=True, forbid_unknown_fields=T
     agent_key: AgentKey
     host: HostEntry
     slots: Annotated[tuple[SlotEntry, ...], msgspec.Meta(min_length=1, max_length=MAX_SLOTS)]
+
+
+class EnrolmentRecord(_EnrolmentHead, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a host says about itself; signed by its agent key, sealed to the Leader."""
+
     agents: Annotated[tuple[AgentEntry, ...], msgspec.Meta(max_length=MAX_AGENTS)]
 
     def __post_init__(self) -> None:
@@ -274,21 +279,12 @@ class _UsualAgent(Record, frozen=True, kw_only=True, forbid_unknown_fields=True)
     tuple: _UsualTuple
 
 
-class UsualEnrolment(Record, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class UsualEnrolment(_EnrolmentHead, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """EnrolmentRecord as the Leader decodes it first: its agents without the two patterns
     each (64 regular expression matches at 32 agents, 36 us of an 80 us decode) that a usual
     agent holds by construction. :func:`usual_enrolment` makes the record from it, or says it
     must be decoded as an EnrolmentRecord. Every field but ``agents`` is EnrolmentRecord's."""
 
-    schema: Literal[1] = 1
-    kind: Literal["enrolment"] = "enrolment"
-    nonce: Nonce
-    issued_at: Time
-    software: Annotated[str, text(64)]
-    join_token: JoinToken | None
-    agent_key: AgentKey
-    host: HostEntry
-    slots: Annotated[tuple[SlotEntry, ...], msgspec.Meta(min_length=1, max_length=MAX_SLOTS)]
     agents: Annotated[tuple[_UsualAgent, ...], msgspec.Meta(max_length=MAX_AGENTS)]
 
 
