@@ -9,13 +9,13 @@ import os
 import socket
 import stat
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from process_support import until
 
 from cooee_agent.agent.lookup_socket import (
     MAX_ANSWER_BYTES,
@@ -31,13 +31,6 @@ from cooee_agent.identity.token import MAX_HOST_ID
 from cooee_agent.protocol.host_records import host_key
 
 RECORD = b"\x00signed and sealed\xff" * 50
-
-
-def until(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
 
 
 class Served:
